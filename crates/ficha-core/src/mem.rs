@@ -1,0 +1,342 @@
+//! In-memory stores: the model the simulation runs on and the redb stores are checked against.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+
+use automerge::ReadDoc;
+use automerge::{ActorId, Automerge, Change, ChangeHash};
+
+use crate::digest::heads_digest;
+use crate::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, Upload};
+use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
+use crate::relay::{IngestDoc, RelayStore};
+use crate::replica::ReplicaStore;
+
+/// A replica's durable state, in memory.
+#[derive(Default, Clone)]
+pub struct MemReplicaStore {
+    epoch: Option<RelayEpoch>,
+    repairing: bool,
+    checkpoints: BTreeMap<Company, Seq>,
+    docs: BTreeMap<DocId, (Company, Automerge)>,
+    outbox: BTreeMap<u64, (DocId, Company, Vec<u8>)>,
+    next_outbox: u64,
+}
+
+impl MemReplicaStore {
+    /// Applies a local edit as `actor` and queues the resulting change for upload.
+    pub fn edit(
+        &mut self,
+        doc_id: DocId,
+        company: &Company,
+        actor: &ActorId,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> Option<ChangeHash> {
+        let (_, doc) = self
+            .docs
+            .entry(doc_id)
+            .or_insert_with(|| (company.clone(), Automerge::new()));
+        doc.set_actor(actor.clone());
+        let mut tx = doc.transaction();
+        f(&mut tx);
+        let (hash, _) = tx.commit();
+        let hash = hash?;
+        let change = doc.get_change_by_hash(&hash)?;
+        self.next_outbox += 1;
+        self.outbox.insert(
+            self.next_outbox,
+            (doc_id, company.clone(), change.raw_bytes().to_vec()),
+        );
+        Some(hash)
+    }
+
+    /// One document, if present.
+    pub fn doc(&self, doc: &DocId) -> Option<&Automerge> {
+        self.docs.get(doc).map(|(_, d)| d)
+    }
+
+    /// Every document id.
+    pub fn doc_ids(&self) -> Vec<DocId> {
+        self.docs.keys().copied().collect()
+    }
+
+    /// Number of changes not yet acknowledged.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Forgets the relay epoch (as if restored onto a new machine with no sync state).
+    pub fn forget_epoch(&mut self) {
+        self.epoch = None;
+        self.checkpoints.clear();
+    }
+}
+
+impl ReplicaStore for MemReplicaStore {
+    type Error = Infallible;
+
+    fn epoch(&self) -> Result<Option<RelayEpoch>, Infallible> {
+        Ok(self.epoch)
+    }
+
+    fn set_epoch(&mut self, epoch: RelayEpoch, repair: bool) -> Result<(), Infallible> {
+        self.epoch = Some(epoch);
+        self.repairing |= repair;
+        self.checkpoints.clear();
+        Ok(())
+    }
+
+    fn needs_repair(&self, company: &Company) -> Result<bool, Infallible> {
+        Ok(self.repairing && !self.checkpoints.contains_key(company))
+    }
+
+    fn checkpoint(&self, company: &Company) -> Result<Seq, Infallible> {
+        Ok(self.checkpoints.get(company).copied().unwrap_or(0))
+    }
+
+    fn set_checkpoint(&mut self, company: &Company, seq: Seq) -> Result<(), Infallible> {
+        self.checkpoints.insert(company.clone(), seq);
+        Ok(())
+    }
+
+    fn outbox_batch(
+        &self,
+        max_bytes: usize,
+        max_changes: usize,
+    ) -> Result<Option<Upload>, Infallible> {
+        let mut docs: Vec<DocChanges> = Vec::new();
+        let (mut bytes, mut count, mut upto) = (0, 0, None);
+        for (seq, (doc, company, change)) in &self.outbox {
+            if count > 0 && (count >= max_changes || bytes + change.len() > max_bytes) {
+                break;
+            }
+            bytes += change.len();
+            count += 1;
+            upto = Some(*seq);
+            match docs.last_mut() {
+                Some(last) if last.doc == *doc => last.changes.push(ByteBuf::from(change.clone())),
+                _ => docs.push(DocChanges {
+                    doc: *doc,
+                    company: company.clone(),
+                    changes: vec![ByteBuf::from(change.clone())],
+                }),
+            }
+        }
+        Ok(upto.map(|upto| Upload { upto, docs }))
+    }
+
+    fn ack_outbox(&mut self, upto: u64) -> Result<(), Infallible> {
+        self.outbox.retain(|seq, _| *seq > upto);
+        Ok(())
+    }
+
+    fn apply_feed(&mut self, page: &FeedPage) -> Result<(), Infallible> {
+        for entry in &page.entries {
+            let (_, doc) = self
+                .docs
+                .entry(entry.doc)
+                .or_insert_with(|| (page.company.clone(), Automerge::new()));
+            // The relay validated these bytes; a bad chunk is skipped rather than fatal here.
+            let _ = doc.load_incremental(&entry.changes);
+        }
+        self.checkpoints.insert(page.company.clone(), page.upto);
+        Ok(())
+    }
+
+    fn doc_digests(&self, company: &Company) -> Result<Vec<(DocId, [u8; 32])>, Infallible> {
+        Ok(self
+            .docs
+            .iter()
+            .filter(|(_, (c, _))| c == company)
+            .map(|(id, (_, d))| (*id, heads_digest(&d.get_heads())))
+            .collect())
+    }
+
+    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Infallible> {
+        Ok(self.docs.get(doc).map(|(_, d)| d.clone()))
+    }
+
+    fn apply_changes(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<(), Infallible> {
+        let (_, d) = self
+            .docs
+            .entry(*doc)
+            .or_insert_with(|| (company.clone(), Automerge::new()));
+        let _ = d.apply_changes(changes);
+        Ok(())
+    }
+}
+
+struct RelayDoc {
+    company: Company,
+    hashes: BTreeSet<ChangeHash>,
+    heads: Vec<ChangeHash>,
+}
+
+/// A relay's durable state, in memory.
+pub struct MemRelayStore {
+    epoch: RelayEpoch,
+    bindings: BTreeMap<String, ReplicaId>,
+    revoked: BTreeSet<String>,
+    feeds: BTreeMap<Company, Vec<(FeedEntry, ReplicaId)>>,
+    docs: BTreeMap<DocId, RelayDoc>,
+}
+
+impl MemRelayStore {
+    /// An empty relay database with this epoch.
+    pub fn new(epoch: RelayEpoch) -> Self {
+        Self {
+            epoch,
+            bindings: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            feeds: BTreeMap::new(),
+            docs: BTreeMap::new(),
+        }
+    }
+
+    /// Revokes every token of a replica name.
+    pub fn revoke(&mut self, name: &str) {
+        self.revoked.insert(name.to_string());
+    }
+
+    /// Every change hash stored for a document.
+    pub fn hashes(&self, doc: &DocId) -> BTreeSet<ChangeHash> {
+        self.docs
+            .get(doc)
+            .map(|d| d.hashes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every document id stored.
+    pub fn doc_ids(&self) -> Vec<DocId> {
+        self.docs.keys().copied().collect()
+    }
+}
+
+/// Heads after applying `change` to a document whose heads were `heads`, when changes arrive
+/// in causal order (a change's dependencies stop being heads).
+pub fn advance_heads(heads: &mut Vec<ChangeHash>, change: &Change) {
+    heads.retain(|h| !change.deps().contains(h));
+    heads.push(change.hash());
+    heads.sort();
+}
+
+impl RelayStore for MemRelayStore {
+    type Error = Infallible;
+
+    fn epoch(&self) -> RelayEpoch {
+        self.epoch
+    }
+
+    fn is_revoked(&self, name: &str) -> Result<bool, Infallible> {
+        Ok(self.revoked.contains(name))
+    }
+
+    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<bool, Infallible> {
+        Ok(*self.bindings.entry(name.to_string()).or_insert(id) == id)
+    }
+
+    fn read_feed(
+        &self,
+        company: &Company,
+        after: Seq,
+        max_bytes: usize,
+    ) -> Result<Vec<FeedEntry>, Infallible> {
+        let feed = self.feeds.get(company).map(Vec::as_slice).unwrap_or(&[]);
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(feed.len());
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (entry, _) in &feed[start..] {
+            if !out.is_empty() && bytes + entry.changes.len() > max_bytes {
+                break;
+            }
+            bytes += entry.changes.len();
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn doc_company(&self, doc: &DocId) -> Result<Option<Company>, Infallible> {
+        Ok(self.docs.get(doc).map(|d| d.company.clone()))
+    }
+
+    fn ingest(
+        &mut self,
+        origin: ReplicaId,
+        docs: Vec<IngestDoc>,
+    ) -> Result<Vec<(Company, FeedEntry)>, Infallible> {
+        let mut out = Vec::new();
+        for IngestDoc {
+            doc,
+            company,
+            changes,
+        } in docs
+        {
+            let rd = self.docs.entry(doc).or_insert_with(|| RelayDoc {
+                company: company.clone(),
+                hashes: BTreeSet::new(),
+                heads: Vec::new(),
+            });
+            let mut bytes = Vec::new();
+            for c in &changes {
+                if rd.hashes.insert(c.hash()) {
+                    advance_heads(&mut rd.heads, c);
+                    bytes.extend_from_slice(c.raw_bytes());
+                }
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            let feed = self.feeds.entry(company.clone()).or_default();
+            let entry = FeedEntry {
+                seq: feed.len() as u64 + 1,
+                doc,
+                changes: bytes,
+            };
+            feed.push((entry.clone(), origin));
+            out.push((company, entry));
+        }
+        Ok(out)
+    }
+
+    fn doc_digests(&self, company: &Company) -> Result<(Seq, Vec<(DocId, [u8; 32])>), Infallible> {
+        let head = self.feeds.get(company).map_or(0, |f| f.len() as u64);
+        let docs = self
+            .docs
+            .iter()
+            .filter(|(_, d)| &d.company == company)
+            .map(|(id, d)| (*id, heads_digest(&d.heads)))
+            .collect();
+        Ok((head, docs))
+    }
+
+    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Infallible> {
+        let Some(rd) = self.docs.get(doc) else {
+            return Ok(None);
+        };
+        let mut d = Automerge::new();
+        for (entry, _) in self
+            .feeds
+            .get(&rd.company)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if entry.doc == *doc {
+                let _ = d.load_incremental(&entry.changes);
+            }
+        }
+        Ok(Some(d))
+    }
+
+    fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), Infallible> {
+        if let Some(rd) = self.docs.get_mut(doc) {
+            rd.heads = heads.to_vec();
+            rd.heads.sort();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Replica tokens: claims signed by the relay with a keyed blake3 MAC.
+//!
+//! A token is `ft1.<base64url(postcard(claims))>.<base64url(mac)>`. The relay alone holds the
+//! 32-byte secret, so any replica can carry a token but none can mint or alter one.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TokenError;
+use crate::ids::Company;
+
+const PREFIX: &str = "ft1";
+
+/// What a token grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The replica's name, as given to `ficha-relay token --replica`.
+    pub replica: String,
+    /// The companies whose documents the replica may see.
+    pub companies: Vec<Company>,
+    /// May upload changes (false for read-only tokens).
+    pub write: bool,
+    /// Issue time, seconds since the Unix epoch.
+    pub issued_at: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Signs claims into a token string.
+pub fn sign(secret: &[u8; 32], claims: &Claims) -> String {
+    let payload = match postcard::to_allocvec(claims) {
+        Ok(p) => p,
+        Err(e) => unreachable!("invariant: claims always serialise: {e}"),
+    };
+    let mac = blake3::keyed_hash(secret, &payload);
+    format!(
+        "{PREFIX}.{}.{}",
+        URL_SAFE_NO_PAD.encode(&payload),
+        URL_SAFE_NO_PAD.encode(mac.as_bytes())
+    )
+}
+
+/// Checks a token's signature and expiry at time `now` (seconds since the Unix epoch).
+pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenError> {
+    let mut parts = token.trim().split('.');
+    let (Some(PREFIX), Some(payload), Some(mac), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let mac: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(mac)
+        .map_err(|_| TokenError::Malformed)?
+        .try_into()
+        .map_err(|_| TokenError::Malformed)?;
+    // blake3::Hash compares in constant time.
+    if blake3::keyed_hash(secret, &payload) != blake3::Hash::from(mac) {
+        return Err(TokenError::BadSignature);
+    }
+    let claims: Claims = postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)?;
+    if now >= claims.expires_at {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// A loggable form of a token: never the whole secret-bearing string.
+pub fn redact(token: &str) -> String {
+    let tail: String = token
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("ft1…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        Claims {
+            replica: "branch-a".into(),
+            companies: vec![Company::new("acme").expect("valid")],
+            write: true,
+            issued_at: 100,
+            expires_at: 200,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_until_it_expires() {
+        let secret = [5u8; 32];
+        let t = sign(&secret, &claims());
+        assert_eq!(verify(&secret, &t, 150), Ok(claims()));
+        assert_eq!(verify(&secret, &t, 200), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn forged_or_tampered_tokens_are_refused() {
+        let secret = [5u8; 32];
+        let t = sign(&secret, &claims());
+        assert_eq!(verify(&[6u8; 32], &t, 150), Err(TokenError::BadSignature));
+        let mut forged = claims();
+        forged.companies.push(Company::new("other").expect("valid"));
+        let forged_payload = URL_SAFE_NO_PAD.encode(postcard::to_allocvec(&forged).expect("ser"));
+        let mac = t.rsplit('.').next().expect("mac");
+        let tampered = format!("ft1.{forged_payload}.{mac}");
+        assert_eq!(
+            verify(&secret, &tampered, 150),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(verify(&secret, "garbage", 150), Err(TokenError::Malformed));
+        assert_eq!(
+            verify(&secret, "ft1.@@.@@", 150),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn redaction_hides_the_token() {
+        let t = sign(&[1; 32], &claims());
+        let r = redact(&t);
+        assert!(r.len() < 16 && !t.starts_with(&r));
+    }
+}
