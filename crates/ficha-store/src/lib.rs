@@ -1,1 +1,260 @@
-//! stub
+//! The replica's embedded store: one redb file per data directory.
+//!
+//! It holds every document the replica may see (a compacted snapshot plus incremental chunks
+//! each), an index by company, each document's heads, the domain's summaries, the outbox of
+//! local changes the relay has not acknowledged, the relay checkpoints and the replica's
+//! identity. A local edit is one write transaction, durable when the call returns; an incoming
+//! feed page is one transaction together with its checkpoint. Reading one document never
+//! loads another.
+
+mod doc_io;
+mod error;
+mod identity;
+mod schema;
+mod sync_store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, AutoCommit, Automerge};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+use ficha_core::ids::actor_for;
+use ficha_core::{Company, DocId, ReplicaId};
+
+pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
+pub use error::StoreError;
+pub use identity::Identity;
+pub use sync_store::SyncStore;
+
+use doc_io::{DocTables, StoredDoc};
+use schema::{CHUNKS, DOCS, OUTBOX, SNAPSHOTS, SUMMARIES};
+
+/// File name of the database inside a data directory.
+pub const DB_FILE: &str = "replica.redb";
+
+/// One local change waiting for the relay's acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OutboxEntry {
+    pub doc: DocId,
+    pub company: Company,
+    pub change: Vec<u8>,
+}
+
+/// An open replica store.
+pub struct Store {
+    db: Database,
+    dir: PathBuf,
+    identity: Identity,
+    actor: ActorId,
+    indexer: Arc<dyn Indexer>,
+}
+
+fn open_db(dir: &Path) -> Result<Database, StoreError> {
+    match Database::create(dir.join(DB_FILE)) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(StoreError::Locked(dir.display().to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs `f` against the last local change of `doc`, as raw bytes.
+fn last_change_bytes(doc: &mut AutoCommit) -> Option<Vec<u8>> {
+    doc.get_last_local_change().map(|c| c.raw_bytes().to_vec())
+}
+
+impl Store {
+    /// Creates a new replica in `dir` (which may not exist yet).
+    pub fn init(dir: &Path, identity: &Identity) -> Result<(), StoreError> {
+        std::fs::create_dir_all(dir)?;
+        if dir.join(DB_FILE).exists() {
+            return Err(StoreError::AlreadyInitialised(dir.display().to_string()));
+        }
+        let db = open_db(dir)?;
+        identity::write(&db, identity)?;
+        Ok(())
+    }
+
+    /// Opens the replica in `dir`, with the domain's indexer.
+    pub fn open(dir: &Path, indexer: Arc<dyn Indexer>) -> Result<Self, StoreError> {
+        if !dir.join(DB_FILE).exists() {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        let db = open_db(dir)?;
+        let identity = identity::read(&db)
+            .map_err(|_| StoreError::NotInitialised(dir.display().to_string()))?;
+        // A fresh actor suffix per opening: see `ficha_core::ids::actor_for`.
+        let incarnation = uuid::Uuid::new_v4().as_u128() as u32;
+        let actor = actor_for(identity.replica, incarnation);
+        Ok(Self {
+            db,
+            dir: dir.to_path_buf(),
+            identity,
+            actor,
+            indexer,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Who this replica is and where it syncs.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> ReplicaId {
+        self.identity.replica
+    }
+
+    /// Creates a document in `company` by running `f` on an empty one; one durable transaction.
+    pub fn create_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        company: &Company,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        self.write_local(doc, Some(company), f)
+    }
+
+    /// Edits an existing document by running `f` on it; one durable transaction.
+    pub fn edit_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        self.write_local(doc, None, f)
+    }
+
+    fn write_local<T, E: std::fmt::Display>(
+        &self,
+        doc_id: DocId,
+        create_in: Option<&Company>,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut tables = DocTables::open(&txn)?;
+            let stored = tables.read(&doc_id)?;
+            let (mut doc, meta, company) = match (stored, create_in) {
+                (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id)),
+                (None, None) => return Err(StoreError::UnknownDoc(doc_id)),
+                (None, Some(c)) => (AutoCommit::new(), None, c.clone()),
+                (Some(s), None) => {
+                    let company = Company::new(&s.meta.company)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    (s.autocommit(&doc_id)?, Some(s.meta), company)
+                }
+            };
+            doc.set_actor(self.actor.clone());
+            let result = f(&mut doc).map_err(|e| StoreError::Edit(e.to_string()))?;
+            let now = chrono_free_now();
+            if doc
+                .commit_with(CommitOptions::default().with_time(now))
+                .is_none()
+            {
+                // Nothing changed: nothing to store or send.
+                return Ok(result);
+            }
+            let change = last_change_bytes(&mut doc)
+                .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
+            tables.append(
+                &doc_id,
+                &company,
+                meta,
+                &change,
+                doc.document(),
+                self.indexer.as_ref(),
+            )?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let seq = identity::next_outbox_seq(&txn)?;
+            let entry = OutboxEntry {
+                doc: doc_id,
+                company,
+                change,
+            };
+            let bytes = postcard::to_allocvec(&entry)
+                .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+            outbox.insert(seq, bytes.as_slice())?;
+            result
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Loads one document, or None if the replica does not hold it.
+    pub fn read_doc(&self, doc: &DocId) -> Result<Option<Automerge>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let stored = StoredDoc::read(
+            &txn.open_table(DOCS)?,
+            &txn.open_table(SNAPSHOTS)?,
+            &txn.open_table(CHUNKS)?,
+            doc,
+        )?;
+        stored.map(|s| s.automerge(doc)).transpose()
+    }
+
+    /// A document's stored metadata (company, heads) without loading it.
+    pub fn doc_meta(&self, doc: &DocId) -> Result<Option<DocMeta>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let docs = txn.open_table(DOCS)?;
+        docs.get(doc.as_bytes())?
+            .map(|v| DocMeta::decode(v.value()))
+            .transpose()
+    }
+
+    /// Every document's summary, in document-id order, without loading any document.
+    pub fn summaries(&self) -> Result<Vec<(DocId, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(SUMMARIES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((DocId(*k.value()), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Number of local changes the relay has not acknowledged.
+    pub fn pending_upload(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(OUTBOX) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Number of documents held.
+    pub fn doc_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(DOCS) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Chunks a document has since its last snapshot (observability and tests).
+    pub fn chunk_count(&self, doc: &DocId) -> Result<u32, StoreError> {
+        Ok(self.doc_meta(doc)?.map_or(0, |m| m.chunks))
+    }
+}
+
+/// Change timestamps in seconds; only informational in Automerge, so the system clock is fine.
+fn chrono_free_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,200 @@
+//! Reading and writing one document inside a transaction: a compacted snapshot plus
+//! incremental chunks, never touching any other document.
+
+use automerge::{AutoCommit, Automerge, ChangeHash, ReadDoc};
+use redb::{ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use ficha_core::{Company, DocId};
+
+use crate::error::StoreError;
+use crate::schema::{CHUNKS, COMPANY_DOCS, DOCS, SNAPSHOTS, SUMMARIES};
+
+/// Chunks a document may accumulate before it is compacted into a new snapshot.
+pub const COMPACT_AFTER_CHUNKS: u32 = 32;
+
+/// What the store keeps about a document besides its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// Its company.
+    pub company: String,
+    /// Its current heads.
+    pub heads: Vec<[u8; 32]>,
+    /// Number the next chunk gets.
+    pub next_chunk: u32,
+    /// Chunks stored since the snapshot.
+    pub chunks: u32,
+}
+
+impl DocMeta {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("doc meta: {e}")))
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match postcard::to_allocvec(self) {
+            Ok(v) => v,
+            Err(e) => unreachable!("invariant: doc meta always serialises: {e}"),
+        }
+    }
+
+    /// Heads as Automerge hashes.
+    pub fn change_hashes(&self) -> Vec<ChangeHash> {
+        self.heads.iter().map(|h| ChangeHash(*h)).collect()
+    }
+}
+
+/// Turns a document's summary into index bytes; provided by the domain layer.
+pub trait Indexer: Send + Sync + 'static {
+    /// The summary stored for this document (None if it is not a record the domain knows).
+    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>>;
+}
+
+/// An indexer that stores nothing (for tests and tools that need no lists).
+pub struct NoIndex;
+
+impl Indexer for NoIndex {
+    fn summarize(&self, _doc: &Automerge) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The raw parts of a stored document.
+pub(crate) struct StoredDoc {
+    pub meta: DocMeta,
+    pub snapshot: Option<Vec<u8>>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+fn doc_err(doc: &DocId, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Document {
+        doc: *doc,
+        message: e.to_string(),
+    }
+}
+
+impl StoredDoc {
+    /// Reads a document's meta, snapshot and chunks through any readable tables.
+    pub(crate) fn read(
+        docs: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,
+        snapshots: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,
+        chunks: &impl ReadableTable<(&'static [u8; 16], u32), &'static [u8]>,
+        doc: &DocId,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(meta) = docs.get(doc.as_bytes())? else {
+            return Ok(None);
+        };
+        let meta = DocMeta::decode(meta.value())?;
+        let snapshot = snapshots.get(doc.as_bytes())?.map(|v| v.value().to_vec());
+        let mut parts = Vec::new();
+        for item in chunks.range((doc.as_bytes(), 0)..=(doc.as_bytes(), u32::MAX))? {
+            parts.push(item?.1.value().to_vec());
+        }
+        Ok(Some(Self {
+            meta,
+            snapshot,
+            chunks: parts,
+        }))
+    }
+
+    /// Materialises the document for reading or syncing.
+    pub(crate) fn automerge(&self, doc: &DocId) -> Result<Automerge, StoreError> {
+        let mut d = match &self.snapshot {
+            Some(s) => Automerge::load(s).map_err(|e| doc_err(doc, e))?,
+            None => Automerge::new(),
+        };
+        for c in &self.chunks {
+            d.load_incremental(c).map_err(|e| doc_err(doc, e))?;
+        }
+        Ok(d)
+    }
+
+    /// Materialises the document for a local edit.
+    pub(crate) fn autocommit(&self, doc: &DocId) -> Result<AutoCommit, StoreError> {
+        let mut d = match &self.snapshot {
+            Some(s) => AutoCommit::load(s).map_err(|e| doc_err(doc, e))?,
+            None => AutoCommit::new(),
+        };
+        for c in &self.chunks {
+            d.load_incremental(c).map_err(|e| doc_err(doc, e))?;
+        }
+        Ok(d)
+    }
+}
+
+/// The tables one document write touches, opened once per transaction.
+pub(crate) struct DocTables<'t> {
+    pub docs: Table<'t, &'static [u8; 16], &'static [u8]>,
+    pub snapshots: Table<'t, &'static [u8; 16], &'static [u8]>,
+    pub chunks: Table<'t, (&'static [u8; 16], u32), &'static [u8]>,
+    pub company_docs: Table<'t, (&'static str, &'static [u8; 16]), ()>,
+    pub summaries: Table<'t, &'static [u8; 16], &'static [u8]>,
+}
+
+impl<'t> DocTables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            docs: txn.open_table(DOCS)?,
+            snapshots: txn.open_table(SNAPSHOTS)?,
+            chunks: txn.open_table(CHUNKS)?,
+            company_docs: txn.open_table(COMPANY_DOCS)?,
+            summaries: txn.open_table(SUMMARIES)?,
+        })
+    }
+
+    pub(crate) fn read(&self, doc: &DocId) -> Result<Option<StoredDoc>, StoreError> {
+        StoredDoc::read(&self.docs, &self.snapshots, &self.chunks, doc)
+    }
+
+    /// Records new bytes for a document whose in-memory state is now `after`.
+    ///
+    /// `bytes` are stored as they came (not re-encoded from `after`): changes whose
+    /// dependencies have not arrived yet are queued inside Automerge and must survive a reload.
+    pub(crate) fn append(
+        &mut self,
+        doc: &DocId,
+        company: &Company,
+        meta: Option<DocMeta>,
+        bytes: &[u8],
+        after: &Automerge,
+        indexer: &dyn Indexer,
+    ) -> Result<(), StoreError> {
+        let mut meta = match meta {
+            Some(m) => m,
+            None => {
+                self.company_docs
+                    .insert((company.as_str(), doc.as_bytes()), ())?;
+                DocMeta {
+                    company: company.as_str().to_string(),
+                    heads: Vec::new(),
+                    next_chunk: 0,
+                    chunks: 0,
+                }
+            }
+        };
+        meta.heads = after.get_heads().iter().map(|h| h.0).collect();
+        meta.heads.sort();
+        let complete = after.get_missing_deps(&[]).is_empty();
+        if complete && meta.chunks + 1 >= COMPACT_AFTER_CHUNKS {
+            // One transaction replaces the snapshot and drops the chunks: a crash leaves either
+            // the old snapshot with its chunks or the new snapshot alone, never a gap.
+            self.snapshots
+                .insert(doc.as_bytes(), after.save().as_slice())?;
+            self.chunks
+                .retain_in((doc.as_bytes(), 0)..=(doc.as_bytes(), u32::MAX), |_, _| {
+                    false
+                })?;
+            meta.chunks = 0;
+        } else {
+            self.chunks
+                .insert((doc.as_bytes(), meta.next_chunk), bytes)?;
+            meta.next_chunk += 1;
+            meta.chunks += 1;
+        }
+        self.docs.insert(doc.as_bytes(), meta.encode().as_slice())?;
+        if let Some(summary) = indexer.summarize(after) {
+            self.summaries.insert(doc.as_bytes(), summary.as_slice())?;
+        }
+        Ok(())
+    }
+}

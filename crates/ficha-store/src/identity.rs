@@ -1,0 +1,79 @@
+//! The replica's identity and sync settings, stored in the `meta` table.
+
+use redb::{Database, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use ficha_core::{RelayEpoch, ReplicaId};
+
+use crate::error::StoreError;
+use crate::schema::{META, SCHEMA_VERSION};
+
+/// Who a replica is and where it syncs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Chosen at `init`, never changes.
+    pub replica: ReplicaId,
+    /// A human name (the token's replica name).
+    pub name: String,
+    /// The relay's WebSocket URL.
+    pub relay_url: String,
+    /// The token the relay issued.
+    pub token: String,
+}
+
+const IDENTITY: &str = "identity";
+const SCHEMA: &str = "schema_version";
+pub(crate) const EPOCH: &str = "epoch";
+pub(crate) const REPAIRING: &str = "repairing";
+const OUTBOX_NEXT: &str = "outbox_next";
+
+pub(crate) fn write(db: &Database, identity: &Identity) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let bytes = postcard::to_allocvec(identity)
+            .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
+        meta.insert(IDENTITY, bytes.as_slice())?;
+        meta.insert(SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub(crate) fn read(db: &Database) -> Result<Identity, StoreError> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    if let Some(v) = meta.get(SCHEMA)? {
+        let found = u64_of(v.value());
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    let v = meta
+        .get(IDENTITY)?
+        .ok_or_else(|| StoreError::Corrupt("no identity".into()))?;
+    postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(format!("identity: {e}")))
+}
+
+pub(crate) fn u64_of(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Allocates the next outbox position inside the caller's transaction.
+pub(crate) fn next_outbox_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| u64_of(v.value()));
+    meta.insert(OUTBOX_NEXT, (next + 1).to_be_bytes().as_slice())?;
+    Ok(next)
+}
+
+pub(crate) fn epoch_of(bytes: &[u8]) -> Option<RelayEpoch> {
+    <[u8; 16]>::try_from(bytes).ok().map(RelayEpoch)
+}

@@ -1,0 +1,24 @@
+//! Every redb table of a replica, and the schema version, in one place.
+
+use redb::TableDefinition;
+
+/// Bumped whenever a table's layout changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Identity and sync settings: replica id, name, relay URL, token, relay epoch, repair flag.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Per document: postcard-encoded [`crate::doc_io::DocMeta`] (company, heads, chunk counter).
+pub const DOCS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("docs");
+/// Per document: the compacted Automerge snapshot.
+pub const SNAPSHOTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("snapshots");
+/// Per document and chunk number: incremental Automerge changes since the snapshot.
+pub const CHUNKS: TableDefinition<(&[u8; 16], u32), &[u8]> = TableDefinition::new("chunks");
+/// Index of documents by company.
+pub const COMPANY_DOCS: TableDefinition<(&str, &[u8; 16]), ()> =
+    TableDefinition::new("company_docs");
+/// Per document: the domain's summary (what lists and searches read instead of documents).
+pub const SUMMARIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("summaries");
+/// Local changes not yet acknowledged by the relay, in the order they were made.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Per company: the last relay feed position applied.
+pub const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");

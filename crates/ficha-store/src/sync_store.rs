@@ -1,0 +1,214 @@
+//! The store as the sync core sees it: [`ficha_core::replica::ReplicaStore`].
+
+use automerge::{Automerge, Change, ReadDoc};
+use redb::{ReadableDatabase, ReadableTable};
+
+use ficha_core::digest::heads_digest;
+use ficha_core::frame::{ByteBuf, DocChanges, FeedPage, Upload};
+use ficha_core::replica::ReplicaStore;
+use ficha_core::{Company, DocId, RelayEpoch, Seq};
+
+use crate::doc_io::{DocMeta, DocTables};
+use crate::error::StoreError;
+use crate::identity::{EPOCH, REPAIRING, epoch_of};
+use crate::schema::{CHECKPOINTS, COMPANY_DOCS, DOCS, META, OUTBOX};
+use crate::{OutboxEntry, Store};
+
+/// A borrowed store, handed to a sync session.
+pub struct SyncStore<'a>(pub &'a Store);
+
+fn missing_table<T: Default>(e: redb::TableError) -> Result<T, StoreError> {
+    match e {
+        redb::TableError::TableDoesNotExist(_) => Ok(T::default()),
+        e => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// Applies incoming bytes to one document inside `tables`; false if they were refused.
+    fn merge_incoming(
+        &self,
+        tables: &mut DocTables<'_>,
+        company: &Company,
+        doc_id: &DocId,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let stored = tables.read(doc_id)?;
+        if let Some(s) = &stored
+            && s.meta.company != company.as_str()
+        {
+            tracing::warn!(doc = %doc_id, "ignoring changes that would move a document to another company");
+            return Ok(false);
+        }
+        let mut doc = match &stored {
+            Some(s) => s.automerge(doc_id)?,
+            None => Automerge::new(),
+        };
+        let before = doc.get_heads();
+        if let Err(e) = doc.load_incremental(bytes) {
+            tracing::warn!(doc = %doc_id, error = %e, "ignoring changes that do not load");
+            return Ok(false);
+        }
+        let unchanged = doc.get_heads() == before && doc.get_missing_deps(&[]).is_empty();
+        if unchanged && stored.is_some() {
+            // Our own changes echoed back, or a duplicate: nothing new to keep.
+            return Ok(true);
+        }
+        let meta = stored.map(|s| s.meta);
+        tables.append(doc_id, company, meta, bytes, &doc, self.indexer.as_ref())?;
+        Ok(true)
+    }
+}
+
+impl ReplicaStore for SyncStore<'_> {
+    type Error = StoreError;
+
+    fn epoch(&self) -> Result<Option<RelayEpoch>, StoreError> {
+        let txn = self.0.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(EPOCH)?.and_then(|v| epoch_of(v.value())))
+    }
+
+    fn set_epoch(&mut self, epoch: RelayEpoch, repair: bool) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(EPOCH, epoch.as_bytes().as_slice())?;
+            if repair {
+                meta.insert(REPAIRING, [1u8].as_slice())?;
+            }
+            let mut cps = txn.open_table(CHECKPOINTS)?;
+            cps.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn needs_repair(&self, company: &Company) -> Result<bool, StoreError> {
+        let txn = self.0.db.begin_read()?;
+        let repairing = txn.open_table(META)?.get(REPAIRING)?.is_some();
+        if !repairing {
+            return Ok(false);
+        }
+        match txn.open_table(CHECKPOINTS) {
+            Ok(t) => Ok(t.get(company.as_str())?.is_none()),
+            Err(e) => missing_table::<bool>(e).map(|_| true),
+        }
+    }
+
+    fn checkpoint(&self, company: &Company) -> Result<Seq, StoreError> {
+        let txn = self.0.db.begin_read()?;
+        match txn.open_table(CHECKPOINTS) {
+            Ok(t) => Ok(t.get(company.as_str())?.map_or(0, |v| v.value())),
+            Err(e) => missing_table(e),
+        }
+    }
+
+    fn set_checkpoint(&mut self, company: &Company, seq: Seq) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        txn.open_table(CHECKPOINTS)?.insert(company.as_str(), seq)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn outbox_batch(
+        &self,
+        max_bytes: usize,
+        max_changes: usize,
+    ) -> Result<Option<Upload>, StoreError> {
+        let txn = self.0.db.begin_read()?;
+        let table = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(e) => return missing_table(e),
+        };
+        let mut docs: Vec<DocChanges> = Vec::new();
+        let (mut bytes, mut count, mut upto) = (0usize, 0usize, None);
+        for item in table.iter()? {
+            let (seq, v) = item?;
+            let entry: OutboxEntry = postcard::from_bytes(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+            if count > 0 && (count >= max_changes || bytes + entry.change.len() > max_bytes) {
+                break;
+            }
+            bytes += entry.change.len();
+            count += 1;
+            upto = Some(seq.value());
+            match docs.last_mut() {
+                Some(last) if last.doc == entry.doc => {
+                    last.changes.push(ByteBuf::from(entry.change));
+                }
+                _ => docs.push(DocChanges {
+                    doc: entry.doc,
+                    company: entry.company,
+                    changes: vec![ByteBuf::from(entry.change)],
+                }),
+            }
+        }
+        Ok(upto.map(|upto| Upload { upto, docs }))
+    }
+
+    fn ack_outbox(&mut self, upto: u64) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        txn.open_table(OUTBOX)?.retain_in(..=upto, |_, _| false)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn apply_feed(&mut self, page: &FeedPage) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        {
+            let mut tables = DocTables::open(&txn)?;
+            for entry in page.entries.iter().filter(|e| !e.changes.is_empty()) {
+                self.0
+                    .merge_incoming(&mut tables, &page.company, &entry.doc, &entry.changes)?;
+            }
+            txn.open_table(CHECKPOINTS)?
+                .insert(page.company.as_str(), page.upto)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn doc_digests(&self, company: &Company) -> Result<Vec<(DocId, [u8; 32])>, StoreError> {
+        let txn = self.0.db.begin_read()?;
+        let (index, docs) = match (txn.open_table(COMPANY_DOCS), txn.open_table(DOCS)) {
+            (Ok(i), Ok(d)) => (i, d),
+            (Err(e), _) | (_, Err(e)) => return missing_table(e),
+        };
+        let lo = (company.as_str(), &[0u8; 16]);
+        let hi = (company.as_str(), &[0xffu8; 16]);
+        let mut out = Vec::new();
+        for item in index.range(lo..=hi)? {
+            let (k, _) = item?;
+            let id = DocId(*k.value().1);
+            if let Some(meta) = docs.get(id.as_bytes())? {
+                let meta = DocMeta::decode(meta.value())?;
+                out.push((id, heads_digest(&meta.change_hashes())));
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, StoreError> {
+        self.0.read_doc(doc)
+    }
+
+    fn apply_changes(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let bytes: Vec<u8> = changes
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let txn = self.0.db.begin_write()?;
+        {
+            let mut tables = DocTables::open(&txn)?;
+            self.0.merge_incoming(&mut tables, company, doc, &bytes)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! The replica store keeps what it acknowledged across reopen, compaction and sync.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, Automerge, ROOT, ReadDoc};
+use ficha_core::frame::{FeedEntry, FeedPage};
+use ficha_core::replica::ReplicaStore;
+use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
+use ficha_store::{COMPACT_AFTER_CHUNKS, Identity, Indexer, NoIndex, Store, StoreError, SyncStore};
+
+fn identity() -> Identity {
+    Identity {
+        replica: ReplicaId([1; 16]),
+        name: "branch-a".into(),
+        relay_url: "ws://127.0.0.1:1/sync".into(),
+        token: "t".into(),
+    }
+}
+
+fn company() -> Company {
+    Company::new("acme").expect("valid")
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, Arc::new(NoIndex)).expect("open")
+}
+
+fn put(doc: &mut AutoCommit, key: &str, value: i64) -> Result<(), automerge::AutomergeError> {
+    doc.put(ROOT, key, value)
+}
+
+fn value(doc: &Automerge, key: &str) -> Option<i64> {
+    doc.get(ROOT, key)
+        .ok()
+        .flatten()
+        .and_then(|(v, _)| match v {
+            automerge::Value::Scalar(s) => s.as_i64(),
+            _ => None,
+        })
+}
+
+#[test]
+fn edits_survive_reopen_and_the_outbox_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let doc = DocId([9; 16]);
+    {
+        let store = open(dir.path());
+        store
+            .create_doc(doc, &company(), |d| put(d, "a", 1))
+            .expect("create");
+        store.edit_doc(doc, |d| put(d, "b", 2)).expect("edit");
+        assert_eq!(store.pending_upload().expect("count"), 2);
+    }
+    let store = open(dir.path());
+    let d = store.read_doc(&doc).expect("read").expect("exists");
+    assert_eq!((value(&d, "a"), value(&d, "b")), (Some(1), Some(2)));
+    assert_eq!(store.pending_upload().expect("count"), 2);
+    let batch = SyncStore(&store)
+        .outbox_batch(1 << 20, 100)
+        .expect("batch")
+        .expect("some");
+    assert_eq!(batch.docs.len(), 1);
+    assert_eq!(batch.docs[0].changes.len(), 2);
+    SyncStore(&store).ack_outbox(batch.upto).expect("ack");
+    drop(store);
+    assert_eq!(open(dir.path()).pending_upload().expect("count"), 0);
+}
+
+#[test]
+fn compaction_keeps_every_value_and_bounds_chunks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let store = open(dir.path());
+    let doc = DocId([2; 16]);
+    store
+        .create_doc(doc, &company(), |d| put(d, "k0", 0))
+        .expect("create");
+    let n = i64::from(COMPACT_AFTER_CHUNKS) * 3;
+    for i in 1..n {
+        store
+            .edit_doc(doc, |d| put(d, &format!("k{i}"), i))
+            .expect("edit");
+        assert!(store.chunk_count(&doc).expect("chunks") < COMPACT_AFTER_CHUNKS);
+    }
+    drop(store);
+    let store = open(dir.path());
+    let d = store.read_doc(&doc).expect("read").expect("exists");
+    for i in 0..n {
+        assert_eq!(value(&d, &format!("k{i}")), Some(i));
+    }
+}
+
+#[test]
+fn a_second_process_is_refused_and_missing_init_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    assert!(matches!(
+        Store::open(dir.path(), Arc::new(NoIndex)),
+        Err(StoreError::NotInitialised(_))
+    ));
+    Store::init(dir.path(), &identity()).expect("init");
+    assert!(matches!(
+        Store::init(dir.path(), &identity()),
+        Err(StoreError::AlreadyInitialised(_))
+    ));
+    let _held = open(dir.path());
+    assert!(matches!(
+        Store::open(dir.path(), Arc::new(NoIndex)),
+        Err(StoreError::Locked(_))
+    ));
+}
+
+#[test]
+fn unknown_documents_and_failed_edits_change_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let store = open(dir.path());
+    assert!(matches!(
+        store.edit_doc(DocId([3; 16]), |d| put(d, "a", 1)),
+        Err(StoreError::UnknownDoc(_))
+    ));
+    let doc = DocId([4; 16]);
+    store
+        .create_doc(doc, &company(), |d| put(d, "a", 1))
+        .expect("create");
+    let failed: Result<(), StoreError> = store.edit_doc(doc, |d| {
+        put(d, "a", 99).map_err(|e| e.to_string())?;
+        Err::<(), String>("refused by the domain".into())
+    });
+    assert!(failed.is_err());
+    let d = store.read_doc(&doc).expect("read").expect("exists");
+    assert_eq!(value(&d, "a"), Some(1));
+    assert_eq!(store.pending_upload().expect("count"), 1);
+}
+
+struct CountKeys;
+impl Indexer for CountKeys {
+    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>> {
+        Some(vec![doc.keys(ROOT).count() as u8])
+    }
+}
+
+#[test]
+fn a_feed_page_lands_with_its_checkpoint_and_updates_summaries() {
+    let src = tempfile::tempdir().expect("tmp");
+    Store::init(src.path(), &identity()).expect("init");
+    let writer = open(src.path());
+    let doc = DocId([5; 16]);
+    writer
+        .create_doc(doc, &company(), |d| put(d, "x", 7))
+        .expect("create");
+    writer.edit_doc(doc, |d| put(d, "y", 8)).expect("edit");
+    let batch = SyncStore(&writer)
+        .outbox_batch(1 << 20, 100)
+        .expect("b")
+        .expect("some");
+    let bytes: Vec<u8> = batch.docs[0]
+        .changes
+        .iter()
+        .flat_map(|c| c.to_vec())
+        .collect();
+
+    let dst = tempfile::tempdir().expect("tmp");
+    Store::init(
+        dst.path(),
+        &Identity {
+            replica: ReplicaId([2; 16]),
+            ..identity()
+        },
+    )
+    .expect("init");
+    let reader = Store::open(dst.path(), Arc::new(CountKeys)).expect("open");
+    let mut sync = SyncStore(&reader);
+    sync.set_epoch(RelayEpoch([1; 16]), false).expect("epoch");
+    let page = FeedPage {
+        company: company(),
+        from: 0,
+        upto: 3,
+        entries: vec![FeedEntry {
+            seq: 3,
+            doc,
+            changes: bytes,
+        }],
+    };
+    sync.apply_feed(&page).expect("apply");
+    assert_eq!(sync.checkpoint(&company()).expect("cp"), 3);
+    let d = reader.read_doc(&doc).expect("read").expect("exists");
+    assert_eq!((value(&d, "x"), value(&d, "y")), (Some(7), Some(8)));
+    assert_eq!(reader.summaries().expect("s"), vec![(doc, vec![2])]);
+    assert_eq!(
+        reader.pending_upload().expect("count"),
+        0,
+        "remote changes never enter the outbox"
+    );
+    let digests = sync.doc_digests(&company()).expect("digests");
+    assert_eq!(digests.len(), 1);
+    // A new relay epoch forgets checkpoints and, when asked, owes a repair.
+    sync.set_epoch(RelayEpoch([2; 16]), true).expect("epoch");
+    assert_eq!(sync.checkpoint(&company()).expect("cp"), 0);
+    assert!(sync.needs_repair(&company()).expect("repair"));
+    sync.set_checkpoint(&company(), 10).expect("cp");
+    assert!(!sync.needs_repair(&company()).expect("repair"));
+}
