@@ -1,1 +1,244 @@
-//! stub
+//! Harness for end-to-end tests: runs the real `ficha-relay` and `ficha` binaries on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The directory holding the workspace's built binaries, building them once if needed.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // tests run from target/<profile>/deps/<test>; the binaries sit in target/<profile>.
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile directory")
+            .to_path_buf();
+        let profile_release = dir.ends_with("release");
+        if !dir.join("ficha").exists()
+            || !dir.join("ficha-relay").exists()
+            || std::env::var_os("FICHA_E2E_REBUILD").is_some()
+        {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "client-demo", "-p", "ficha-relay", "--bins"]);
+            if profile_release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
+    })
+}
+
+/// Path of one binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A running relay process, killed on drop.
+pub struct Relay {
+    /// The process.
+    pub child: Child,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+/// Waits for a process to print "listening on 127.0.0.1:N" and returns N.
+fn wait_listening(child: &mut Child, what: &str) -> Result<u16> {
+    let stdout = child.stdout.take().context("stdout piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(port.parse::<u16>().ok());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(p)) => Ok(p),
+        _ => bail!("{what} did not report its port"),
+    }
+}
+
+impl Relay {
+    /// Starts a relay on `data`, on `port` (0 picks one).
+    pub fn start(data: &Path, port: u16) -> Result<Self> {
+        let mut child = Command::new(bin("ficha-relay"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start ficha-relay")?;
+        let port = wait_listening(&mut child, "ficha-relay")?;
+        Ok(Self {
+            child,
+            data: data.to_path_buf(),
+            port,
+        })
+    }
+
+    /// The WebSocket URL replicas use.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/sync", self.port)
+    }
+
+    /// Issues a token.
+    pub fn token(&self, replica: &str, companies: &[&str], read_only: bool) -> Result<String> {
+        token(&self.data, replica, companies, read_only)
+    }
+
+    /// Kills the relay (as a crash would).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issues a token with `ficha-relay token`.
+pub fn token(data: &Path, replica: &str, companies: &[&str], read_only: bool) -> Result<String> {
+    let mut cmd = Command::new(bin("ficha-relay"));
+    cmd.args(["token", "--data"])
+        .arg(data)
+        .args(["--replica", replica]);
+    for c in companies {
+        cmd.args(["--company", c]);
+    }
+    if read_only {
+        cmd.arg("--read-only");
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("token failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// A replica's data directory, driven through the `ficha` CLI.
+pub struct Replica {
+    /// Its data directory.
+    pub data: PathBuf,
+}
+
+impl Replica {
+    /// `ficha init`.
+    pub fn init(data: &Path, name: &str, url: &str, token: &str) -> Result<Self> {
+        let r = Self {
+            data: data.to_path_buf(),
+        };
+        r.ok(&["init", "--name", name, "--relay", url, "--token", token])?;
+        Ok(r)
+    }
+
+    /// Runs `ficha --data DIR args…`.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(bin("ficha"))
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// Runs a command that must succeed; returns its trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.run(args)?;
+        if !out.status.success() {
+            bail!(
+                "ficha {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// `ficha client show ID --json`.
+    pub fn show(&self, id: &str) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(
+            &self.ok(&["client", "show", id, "--json"])?,
+        )?)
+    }
+
+    /// `ficha sync`, which must succeed.
+    pub fn sync(&self) -> Result<()> {
+        self.ok(&["sync"]).map(|_| ())
+    }
+}
+
+/// A running `ficha serve`, killed on drop.
+pub struct Served {
+    child: Child,
+    /// Base URL of its HTTP API.
+    pub base: String,
+}
+
+impl Served {
+    /// Starts `ficha serve` on a free port.
+    pub fn start(replica: &Replica) -> Result<Self> {
+        let mut child = Command::new(bin("ficha"))
+            .arg("--data")
+            .arg(&replica.data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let port = wait_listening(&mut child, "ficha serve")?;
+        Ok(Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// GET a JSON document from the API.
+    pub fn get(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(reqwest::blocking::get(format!("{}{path}", self.base))?.json()?)
+    }
+
+    /// POST JSON to the API; returns the status and the JSON answer.
+    pub fn post(&self, path: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value)> {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.json()?))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

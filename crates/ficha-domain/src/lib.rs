@@ -1,1 +1,25 @@
-//! stub
+//! The client record ("ficha") as an Automerge document.
+//!
+//! Merge rules, chosen per field:
+//! - every scalar field (name, email, phone, archived) is its own key at the root, so it merges
+//!   as an independent register: concurrent edits converge to the same winner on every replica
+//!   (Automerge's deterministic order) and the losers stay listed in `conflicts`;
+//! - notes, comments and alerts are maps keyed by the item's UUID, never lists, so concurrent
+//!   additions all survive and a merge never drops an item;
+//! - note and comment bodies and alert descriptions are Automerge text, so concurrent edits of
+//!   one body both survive.
+//!
+//! Nothing here reads a clock or a random source: ids and timestamps are arguments.
+
+mod edit;
+mod error;
+mod kinds;
+mod read;
+pub mod schema;
+mod view;
+
+pub use edit::{add_alert, add_comment, add_note, new_client, set_archived, set_field};
+pub use error::DomainError;
+pub use kinds::{AlertPriority, Priority};
+pub use schema::SCHEMA_VERSION;
+pub use view::{Alert, ClientSummary, ClientView, Comment, Note, summary, view};

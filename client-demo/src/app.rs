@@ -1,0 +1,269 @@
+//! The replica as a user sees it: client records over the store, with sync notified on edit.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use automerge::Automerge;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use ficha_core::{Company, DocId, ReplicaId, token};
+use ficha_domain::{AlertPriority, ClientSummary, Priority};
+use ficha_store::{Identity, Indexer, Store, StoreError};
+
+/// What a user action can fail with.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The store failed or refused (not initialised, locked, unknown id…).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Input that does not make sense.
+    #[error("{0}")]
+    BadInput(String),
+    /// A company this replica's token does not grant.
+    #[error("company {company} is not granted to this replica (its token grants: {granted})")]
+    NotGranted {
+        /// The company asked for.
+        company: String,
+        /// The companies the token grants.
+        granted: String,
+    },
+}
+
+impl AppError {
+    /// True when the error is about something that does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AppError::Store(StoreError::UnknownDoc(_)))
+    }
+
+    /// True when the error is the caller's input.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            AppError::BadInput(_)
+                | AppError::NotGranted { .. }
+                | AppError::Store(StoreError::Edit(_))
+        )
+    }
+}
+
+/// Indexes client documents by their summary (id, company, name, archived).
+pub struct ClientIndexer;
+
+impl Indexer for ClientIndexer {
+    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>> {
+        let summary = ficha_domain::summary(doc).ok()?;
+        serde_json::to_vec(&summary).ok()
+    }
+}
+
+/// An open replica.
+pub struct Replica {
+    store: Arc<Store>,
+    changed: Arc<Notify>,
+}
+
+/// Milliseconds since the Unix epoch, for record timestamps.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Parses a client id given by a user.
+pub fn parse_id(s: &str) -> Result<DocId, AppError> {
+    DocId::from_str(s).map_err(|e| AppError::BadInput(e.to_string()))
+}
+
+impl Replica {
+    /// Creates a replica in `dir`, bound to a relay and a token.
+    pub fn init(
+        dir: &Path,
+        name: &str,
+        relay_url: &str,
+        token: &str,
+    ) -> Result<Identity, AppError> {
+        if !(relay_url.starts_with("ws://") || relay_url.starts_with("wss://")) {
+            return Err(AppError::BadInput(format!(
+                "relay URL {relay_url:?} must start with ws:// or wss://"
+            )));
+        }
+        token::peek(token).map_err(|e| AppError::BadInput(format!("token: {e}")))?;
+        let identity = Identity {
+            replica: ReplicaId::from(Uuid::new_v4()),
+            name: name.to_string(),
+            relay_url: relay_url.to_string(),
+            token: token.trim().to_string(),
+        };
+        Store::init(dir, &identity)?;
+        Ok(identity)
+    }
+
+    /// Opens the replica in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, AppError> {
+        let store = Store::open(dir, Arc::new(ClientIndexer))?;
+        Ok(Self {
+            store: Arc::new(store),
+            changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The store, for the sync driver.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Signalled after every local edit.
+    pub fn changed(&self) -> &Arc<Notify> {
+        &self.changed
+    }
+
+    /// The companies this replica's token grants.
+    pub fn granted(&self) -> Vec<Company> {
+        token::peek(&self.store.identity().token)
+            .map(|c| c.companies)
+            .unwrap_or_default()
+    }
+
+    fn check_granted(&self, company: &Company) -> Result<(), AppError> {
+        let granted = self.granted();
+        if granted.contains(company) {
+            Ok(())
+        } else {
+            Err(AppError::NotGranted {
+                company: company.to_string(),
+                granted: granted
+                    .iter()
+                    .map(Company::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    }
+
+    fn edited(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Creates a client and returns its id.
+    pub fn add_client(
+        &self,
+        company: &str,
+        name: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<DocId, AppError> {
+        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        self.check_granted(&company)?;
+        let id = Uuid::new_v4();
+        let doc = DocId::from(id);
+        self.store.create_doc(doc, &company, |d| {
+            ficha_domain::new_client(d, id, company.as_str(), name, email, phone, now_ms())
+        })?;
+        self.edited();
+        Ok(doc)
+    }
+
+    /// Sets one field of a client.
+    pub fn set_field(&self, id: DocId, field: &str, value: &str) -> Result<(), AppError> {
+        self.store
+            .edit_doc(id, |d| ficha_domain::set_field(d, field, value))?;
+        self.edited();
+        Ok(())
+    }
+
+    /// Adds a note and returns its id.
+    pub fn add_note(&self, id: DocId, text: &str) -> Result<Uuid, AppError> {
+        let note = Uuid::new_v4();
+        self.store
+            .edit_doc(id, |d| ficha_domain::add_note(d, note, text, now_ms()))?;
+        self.edited();
+        Ok(note)
+    }
+
+    /// Adds a comment and returns its id.
+    pub fn add_comment(
+        &self,
+        id: DocId,
+        text: &str,
+        private: bool,
+        pinned: bool,
+        priority: &str,
+    ) -> Result<Uuid, AppError> {
+        let priority = Priority::from_str(priority).map_err(|_| {
+            AppError::BadInput(format!("priority {priority:?} is not low, normal or high"))
+        })?;
+        let comment = Uuid::new_v4();
+        self.store.edit_doc(id, |d| {
+            ficha_domain::add_comment(d, comment, text, private, pinned, priority, now_ms())
+        })?;
+        self.edited();
+        Ok(comment)
+    }
+
+    /// Adds an alert and returns its id.
+    pub fn add_alert(
+        &self,
+        id: DocId,
+        kind: &str,
+        priority: &str,
+        description: &str,
+    ) -> Result<Uuid, AppError> {
+        let priority = AlertPriority::from_str(priority).map_err(|_| {
+            AppError::BadInput(format!(
+                "priority {priority:?} is not low, normal, high or critical"
+            ))
+        })?;
+        let alert = Uuid::new_v4();
+        self.store.edit_doc(id, |d| {
+            ficha_domain::add_alert(d, alert, kind, priority, description, now_ms())
+        })?;
+        self.edited();
+        Ok(alert)
+    }
+
+    /// The whole client record as JSON.
+    pub fn show(&self, id: DocId) -> Result<serde_json::Value, AppError> {
+        let doc = self
+            .store
+            .read_doc(&id)?
+            .ok_or(StoreError::UnknownDoc(id))?;
+        let view = ficha_domain::view(&doc).map_err(|e| AppError::BadInput(e.to_string()))?;
+        serde_json::to_value(view).map_err(|e| AppError::BadInput(e.to_string()))
+    }
+
+    /// Every client's summary, sorted by name then id, without loading any document.
+    pub fn list(&self) -> Result<Vec<ClientSummary>, AppError> {
+        let mut out: Vec<ClientSummary> = self
+            .store
+            .summaries()?
+            .into_iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Local changes the relay has not acknowledged yet.
+    pub fn pending_upload(&self) -> Result<u64, AppError> {
+        Ok(self.store.pending_upload()?)
+    }
+}
+
+/// The status the API and CLI report.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// "connected" or "disconnected".
+    pub relay: &'static str,
+    /// Local changes not acknowledged by the relay.
+    pub pending_upload: u64,
+    /// This replica's name.
+    pub replica: String,
+    /// Documents held.
+    pub documents: u64,
+    /// The last sync error, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,292 @@
+//! The `ficha` command line: the contract the end-to-end tests run.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tokio::sync::Notify;
+
+use crate::app::{Replica, parse_id};
+use crate::http::{ApiState, router};
+use crate::sync::{SyncStatus, run_forever, sync_once};
+
+/// Ficha replica: client records that work offline and sync through a relay.
+#[derive(Parser)]
+#[command(name = "ficha", version)]
+pub struct Cli {
+    /// The replica's data directory.
+    #[arg(long, global = true, env = "FICHA_DATA")]
+    pub data: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Creates a replica bound to a relay and a token.
+    Init {
+        /// A name for this replica (as in its token).
+        #[arg(long)]
+        name: String,
+        /// The relay's WebSocket URL, e.g. ws://127.0.0.1:7300/sync.
+        #[arg(long)]
+        relay: String,
+        /// The token issued by `ficha-relay token`.
+        #[arg(long)]
+        token: String,
+    },
+    /// Client records.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Notes on a client.
+    #[command(subcommand)]
+    Note(NoteCmd),
+    /// Comments on a client.
+    #[command(subcommand)]
+    Comment(CommentCmd),
+    /// Alerts on a client.
+    #[command(subcommand)]
+    Alert(AlertCmd),
+    /// One full sync round with the relay, then exit.
+    Sync {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Local HTTP API and web page, with background sync.
+    Serve {
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+    },
+    /// Sync status and pending uploads.
+    Status,
+    /// Runs the two-branch offline story end to end in a temporary directory.
+    Demo,
+}
+
+/// `ficha client …`
+#[derive(Subcommand)]
+pub enum ClientCmd {
+    /// Creates a client; prints its id.
+    Add {
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Sets one field (name, email, phone, …).
+    Set {
+        id: String,
+        field: String,
+        value: String,
+    },
+    /// Shows one client.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ficha note …`
+#[derive(Subcommand)]
+pub enum NoteCmd {
+    /// Adds a note; prints its id.
+    Add {
+        id: String,
+        #[arg(long)]
+        text: String,
+    },
+}
+
+/// `ficha comment …`
+#[derive(Subcommand)]
+pub enum CommentCmd {
+    /// Adds a comment; prints its id.
+    Add {
+        id: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        private: bool,
+        #[arg(long)]
+        pinned: bool,
+        #[arg(long, default_value = "normal")]
+        priority: String,
+    },
+}
+
+/// `ficha alert …`
+#[derive(Subcommand)]
+pub enum AlertCmd {
+    /// Adds an alert; prints its id.
+    Add {
+        id: String,
+        #[arg(long = "type")]
+        kind: String,
+        #[arg(long)]
+        priority: String,
+        #[arg(long)]
+        description: String,
+    },
+}
+
+fn data_dir(data: &Option<PathBuf>) -> Result<&Path> {
+    data.as_deref()
+        .context("no data directory: pass --data DIR (or set FICHA_DATA)")
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo => return crate::demo::run().await,
+        Command::Init { name, relay, token } => {
+            let dir = data_dir(&cli.data)?;
+            let id = Replica::init(dir, &name, &relay, &token)?;
+            println!(
+                "initialised replica {} ({}) in {}",
+                id.name,
+                id.replica,
+                dir.display()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    let dir = data_dir(&cli.data)?;
+    let replica = Replica::open(dir)?;
+    match cli.command {
+        Command::Client(c) => client(&replica, c)?,
+        Command::Note(NoteCmd::Add { id, text }) => {
+            println!("{}", replica.add_note(parse_id(&id)?, &text)?);
+        }
+        Command::Comment(CommentCmd::Add {
+            id,
+            text,
+            private,
+            pinned,
+            priority,
+        }) => {
+            let c = replica.add_comment(parse_id(&id)?, &text, private, pinned, &priority)?;
+            println!("{c}");
+        }
+        Command::Alert(AlertCmd::Add {
+            id,
+            kind,
+            priority,
+            description,
+        }) => {
+            println!(
+                "{}",
+                replica.add_alert(parse_id(&id)?, &kind, &priority, &description)?
+            );
+        }
+        Command::Sync { timeout_secs } => {
+            sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
+            eprintln!(
+                "synced with {} ({} documents, {} changes pending upload)",
+                replica.store().identity().relay_url,
+                replica.store().doc_count()?,
+                replica.pending_upload()?
+            );
+        }
+        Command::Status => {
+            let s = serde_json::json!({
+                "replica": replica.store().identity().name,
+                "replica_id": replica.store().replica().to_string(),
+                "relay_url": replica.store().identity().relay_url,
+                "documents": replica.store().doc_count()?,
+                "pending_upload": replica.pending_upload()?,
+            });
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Serve { listen } => serve(replica, listen).await?,
+        Command::Init { .. } | Command::Demo => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
+    match cmd {
+        ClientCmd::Add {
+            company,
+            name,
+            email,
+            phone,
+        } => {
+            let id = replica.add_client(&company, &name, email.as_deref(), phone.as_deref())?;
+            println!("{id}");
+        }
+        ClientCmd::Set { id, field, value } => replica.set_field(parse_id(&id)?, &field, &value)?,
+        ClientCmd::Show { id, json } => {
+            let view = replica.show(parse_id(&id)?)?;
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            }
+        }
+        ClientCmd::List { json } => {
+            let list = replica.list()?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for c in list {
+                    let archived = if c.archived { " (archived)" } else { "" };
+                    println!("{}  {:<12} {}{archived}", c.id, c.company, c.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
+    let replica = Arc::new(replica);
+    let status = Arc::new(SyncStatus::default());
+    let shutdown = Arc::new(Notify::new());
+    let sync = tokio::spawn(run_forever(
+        replica.store().clone(),
+        replica.changed().clone(),
+        status.clone(),
+        shutdown.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    let state = ApiState {
+        replica,
+        sync: status,
+    };
+    let stop = shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            crate::shutdown_signal().await;
+            stop.notify_waiters();
+        })
+        .await?;
+    shutdown.notify_waiters();
+    if tokio::time::timeout(Duration::from_secs(5), sync)
+        .await
+        .is_err()
+    {
+        bail!("background sync did not stop in time");
+    }
+    Ok(())
+}

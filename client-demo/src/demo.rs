@@ -1,0 +1,3 @@
+pub async fn run() -> anyhow::Result<()> {
+    anyhow::bail!("demo not built yet")
+}

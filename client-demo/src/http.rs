@@ -1,0 +1,165 @@
+//! The local HTTP API of `ficha serve` (and the small web page that uses it).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{AppError, Replica, Status, parse_id};
+use crate::sync::SyncStatus;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The open replica.
+    pub replica: Arc<Replica>,
+    /// The background sync's status.
+    pub sync: Arc<SyncStatus>,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = if self.is_not_found() {
+            StatusCode::NOT_FOUND
+        } else if self.is_bad_input() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<serde_json::Value>, AppError>;
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(status))
+        .route("/api/clients", get(list).post(create))
+        .route("/api/clients/{id}", get(show))
+        .route("/api/clients/{id}/fields", post(set_field))
+        .route("/api/clients/{id}/notes", post(add_note))
+        .route("/api/clients/{id}/comments", post(add_comment))
+        .route("/api/clients/{id}/alerts", post(add_alert))
+        .with_state(state)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn status(State(s): State<ApiState>) -> ApiResult {
+    let store = s.replica.store();
+    let status = Status {
+        relay: if s.sync.connected() {
+            "connected"
+        } else {
+            "disconnected"
+        },
+        pending_upload: store.pending_upload()?,
+        replica: store.identity().name.clone(),
+        documents: store.doc_count()?,
+        last_error: s.sync.last_error(),
+    };
+    Ok(Json(json!(status)))
+}
+
+async fn list(State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(json!(s.replica.list()?)))
+}
+
+#[derive(Deserialize)]
+struct NewClient {
+    company: String,
+    name: String,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+async fn create(State(s): State<ApiState>, Json(b): Json<NewClient>) -> ApiResult {
+    let id = s
+        .replica
+        .add_client(&b.company, &b.name, b.email.as_deref(), b.phone.as_deref())?;
+    Ok(Json(json!({ "id": id.to_string() })))
+}
+
+async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(s.replica.show(parse_id(&id)?)?))
+}
+
+#[derive(Deserialize)]
+struct FieldValue {
+    field: String,
+    value: String,
+}
+
+async fn set_field(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<FieldValue>,
+) -> ApiResult {
+    s.replica.set_field(parse_id(&id)?, &b.field, &b.value)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct NewNote {
+    text: String,
+}
+
+async fn add_note(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<NewNote>,
+) -> ApiResult {
+    let note = s.replica.add_note(parse_id(&id)?, &b.text)?;
+    Ok(Json(json!({ "id": note.to_string() })))
+}
+
+#[derive(Deserialize)]
+struct NewComment {
+    text: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    pinned: bool,
+    priority: Option<String>,
+}
+
+async fn add_comment(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<NewComment>,
+) -> ApiResult {
+    let priority = b.priority.as_deref().unwrap_or("normal");
+    let c = s
+        .replica
+        .add_comment(parse_id(&id)?, &b.text, b.private, b.pinned, priority)?;
+    Ok(Json(json!({ "id": c.to_string() })))
+}
+
+#[derive(Deserialize)]
+struct NewAlert {
+    #[serde(rename = "type")]
+    kind: String,
+    priority: String,
+    description: String,
+}
+
+async fn add_alert(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<NewAlert>,
+) -> ApiResult {
+    let a = s
+        .replica
+        .add_alert(parse_id(&id)?, &b.kind, &b.priority, &b.description)?;
+    Ok(Json(json!({ "id": a.to_string() })))
+}

@@ -1,0 +1,31 @@
+//! The domain's error type.
+
+use thiserror::Error;
+
+/// Why an edit or a view of a client record failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    /// A field name the record does not have.
+    #[error("unknown field {field:?}; valid fields: {valid}")]
+    UnknownField {
+        /// The name given.
+        field: String,
+        /// The names accepted.
+        valid: String,
+    },
+    /// A value that does not fit its field.
+    #[error("invalid value for {field}: {reason}")]
+    InvalidValue {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The document is not a client record (or is damaged).
+    #[error("not a client record: {0}")]
+    NotAClient(String),
+    /// Automerge refused the operation.
+    #[error("document error: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}

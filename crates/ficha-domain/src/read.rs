@@ -1,0 +1,68 @@
+//! Small typed readers over Automerge values.
+
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value};
+
+use crate::error::DomainError;
+
+/// A string at `key`, if any (text objects are read as their content).
+pub fn string(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<String>, DomainError> {
+    Ok(match doc.get(obj, key)? {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        Some((Value::Object(ObjType::Text), id)) => Some(doc.text(&id)?),
+        _ => None,
+    })
+}
+
+/// A boolean at `key` (false if absent).
+pub fn boolean(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<bool, DomainError> {
+    Ok(
+        matches!(doc.get(obj, key)?, Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))),
+    )
+}
+
+/// An integer at `key` (0 if absent).
+pub fn int(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<i64, DomainError> {
+    Ok(match doc.get(obj, key)? {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Int(i) => *i,
+            ScalarValue::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
+            ScalarValue::Timestamp(t) => *t,
+            _ => 0,
+        },
+        _ => 0,
+    })
+}
+
+/// Every concurrent string value at `key`, winner first (Automerge's deterministic order).
+pub fn all_strings(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Vec<String>, DomainError> {
+    let mut out = Vec::new();
+    for (v, id) in doc.get_all(obj, key)? {
+        match v {
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(s) => out.push(s.to_string()),
+                other => out.push(other.to_string()),
+            },
+            Value::Object(ObjType::Text) => out.push(doc.text(&id)?),
+            Value::Object(_) => {}
+        }
+    }
+    // get_all lists values in op order; the value `get` returns is the winner.
+    if let Some(winner) = string(doc, obj, key)?
+        && let Some(pos) = out.iter().position(|v| *v == winner)
+    {
+        let w = out.remove(pos);
+        out.insert(0, w);
+    }
+    Ok(out)
+}
+
+/// The object at `key`, if it is a map.
+pub fn map(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<ObjId>, DomainError> {
+    Ok(match doc.get(obj, key)? {
+        Some((Value::Object(ObjType::Map), id)) => Some(id),
+        _ => None,
+    })
+}
