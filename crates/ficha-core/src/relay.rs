@@ -216,6 +216,11 @@ impl<S: RelayStore> Relay<S> {
         &self.store
     }
 
+    /// The store, for administrative writes (revocation) outside any session.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// Shuts the relay down, keeping its store (sessions are lost, as in a crash).
     pub fn into_store(self) -> S {
         self.store

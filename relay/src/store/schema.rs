@@ -1,0 +1,26 @@
+//! Every redb table of the relay, and the schema version, in one place.
+
+use redb::TableDefinition;
+
+/// Bumped whenever a table's layout changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Epoch, schema version, counters.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The change feed: (company, seq) → postcard [`super::FeedRecord`].
+pub const FEED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("feed");
+/// Per company: the last seq used.
+pub const HEADS: TableDefinition<&str, u64> = TableDefinition::new("feed_heads");
+/// Per document: postcard [`super::DocRecord`] (company, heads).
+pub const DOCS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("docs");
+/// Feed entries of each document, so one document loads without scanning the feed.
+pub const DOC_ENTRIES: TableDefinition<(&[u8; 16], u64), ()> = TableDefinition::new("doc_entries");
+/// Change hashes stored per document, for de-duplication.
+pub const HASHES: TableDefinition<(&[u8; 16], &[u8; 32]), ()> = TableDefinition::new("hashes");
+/// Documents by company, for repair digests.
+pub const COMPANY_DOCS: TableDefinition<(&str, &[u8; 16]), ()> =
+    TableDefinition::new("company_docs");
+/// Replica name → the replica id that first used it.
+pub const BINDINGS: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("bindings");
+/// Revoked replica names.
+pub const REVOKED: TableDefinition<&str, ()> = TableDefinition::new("revoked");

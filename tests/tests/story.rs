@@ -1,0 +1,294 @@
+//! The user story of issue 2, through the real binaries: two branches edit one client offline
+//! and converge; tokens for another company are refused; `ficha serve` receives live changes.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use ficha_e2e::{Relay, Replica, Served, eventually};
+use serde_json::Value;
+
+fn texts(v: &Value, list: &str) -> Vec<String> {
+    let mut t: Vec<String> = v[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    x["text"]
+                        .as_str()
+                        .or(x["description"].as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+#[test]
+fn two_branches_edit_offline_and_converge() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let port = relay.port;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "branch-a",
+        &relay.url(),
+        &relay.token("branch-a", &["acme"], false)?,
+    )?;
+    let b = Replica::init(
+        &tmp.path().join("b"),
+        "branch-b",
+        &relay.url(),
+        &relay.token("branch-b", &["acme"], false)?,
+    )?;
+
+    let id = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Ana Pérez",
+        "--email",
+        "ana@example.com",
+    ])?;
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(b.show(&id)?["name"], "Ana Pérez");
+    assert_eq!(b.show(&id)?["email"], "ana@example.com");
+
+    // The relay goes away; both branches keep working.
+    relay.kill();
+    let failed = a.run(&["sync", "--timeout-secs", "5"])?;
+    assert!(!failed.status.success(), "sync must fail without a relay");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("cannot reach the relay"));
+
+    a.ok(&["note", "add", &id, "--text", "note from A"])?;
+    a.ok(&[
+        "comment",
+        "add",
+        &id,
+        "--text",
+        "comment from A",
+        "--pinned",
+        "--priority",
+        "high",
+    ])?;
+    a.ok(&[
+        "alert",
+        "add",
+        &id,
+        "--type",
+        "allergy",
+        "--priority",
+        "critical",
+        "--description",
+        "latex (A)",
+    ])?;
+    a.ok(&["client", "set", &id, "phone", "+34 600 000 001"])?;
+    b.ok(&["note", "add", &id, "--text", "note from B"])?;
+    b.ok(&[
+        "comment",
+        "add",
+        &id,
+        "--text",
+        "comment from B",
+        "--private",
+    ])?;
+    b.ok(&[
+        "alert",
+        "add",
+        &id,
+        "--type",
+        "debt",
+        "--priority",
+        "low",
+        "--description",
+        "owes 20 (B)",
+    ])?;
+    b.ok(&["client", "set", &id, "phone", "+34 600 000 002"])?;
+
+    let relay = Relay::start(&tmp.path().join("relay"), port)?;
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let (va, vb) = (a.show(&id)?, b.show(&id)?);
+    assert_eq!(va, vb, "both replicas hold the identical merged client");
+    assert_eq!(texts(&va, "notes"), ["note from A", "note from B"]);
+    assert_eq!(texts(&va, "comments"), ["comment from A", "comment from B"]);
+    assert_eq!(texts(&va, "alerts"), ["latex (A)", "owes 20 (B)"]);
+    let phone = va["phone"].as_str().unwrap_or_default();
+    assert!(phone == "+34 600 000 001" || phone == "+34 600 000 002");
+    assert!(!va["heads"].as_array().map_or(true, Vec::is_empty));
+    drop(relay);
+    Ok(())
+}
+
+#[test]
+fn a_token_for_another_company_sees_nothing_and_forged_tokens_are_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "a",
+        &relay.url(),
+        &relay.token("a", &["acme"], false)?,
+    )?;
+    let id = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Secret Client",
+    ])?;
+    a.sync()?;
+
+    let other = Replica::init(
+        &tmp.path().join("o"),
+        "o",
+        &relay.url(),
+        &relay.token("o", &["beta"], false)?,
+    )?;
+    other.sync()?;
+    assert_eq!(other.ok(&["client", "list", "--json"])?, "[]");
+    assert!(
+        !other
+            .run(&["client", "show", &id, "--json"])?
+            .status
+            .success()
+    );
+    let refused = other.run(&["client", "add", "--company", "acme", "--name", "X"])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not granted"));
+
+    // A token altered to claim another company fails its signature at the relay.
+    let good = relay.token("f", &["beta"], false)?;
+    let forged = {
+        let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+        let other_claims = relay.token("f", &["acme"], false)?;
+        parts[1] = other_claims
+            .split('.')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        parts.join(".")
+    };
+    let f = Replica::init(&tmp.path().join("f"), "f", &relay.url(), &forged)?;
+    let out = f.run(&["sync", "--timeout-secs", "10"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
+
+    // A read-only token may read but its uploads are refused.
+    let ro = Replica::init(
+        &tmp.path().join("r"),
+        "r",
+        &relay.url(),
+        &relay.token("r", &["acme"], true)?,
+    )?;
+    ro.sync()?;
+    assert_eq!(ro.show(&id)?["name"], "Secret Client");
+    Ok(())
+}
+
+#[test]
+fn serve_receives_live_changes_and_uploads_api_edits() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "a",
+        &relay.url(),
+        &relay.token("a", &["acme"], false)?,
+    )?;
+    let b = Replica::init(
+        &tmp.path().join("b"),
+        "b",
+        &relay.url(),
+        &relay.token("b", &["acme"], false)?,
+    )?;
+    let id = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Live Client",
+    ])?;
+    a.sync()?;
+
+    let served = Served::start(&b)?;
+    let shown = eventually(Duration::from_secs(20), || {
+        served
+            .get(&format!("/api/clients/{id}"))
+            .ok()
+            .filter(|v| v["name"] == "Live Client")
+    });
+    assert!(shown.is_some(), "serve catches up in the background");
+    let status = eventually(Duration::from_secs(10), || {
+        served
+            .get("/api/status")
+            .ok()
+            .filter(|s| s["relay"] == "connected")
+    });
+    assert!(status.is_some());
+
+    // A change made elsewhere arrives without any action on B.
+    a.ok(&["note", "add", &id, "--text", "pushed live"])?;
+    a.sync()?;
+    let live = eventually(Duration::from_secs(20), || {
+        served.get(&format!("/api/clients/{id}")).ok().filter(|v| {
+            v["notes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|x| x["text"] == "pushed live"))
+        })
+    });
+    assert!(live.is_some(), "live push reached the serving replica");
+
+    // An edit through the API is uploaded and reaches A.
+    let (code, created) = served.post(
+        "/api/clients",
+        serde_json::json!({"company": "acme", "name": "From API"}),
+    )?;
+    assert_eq!(code, 200);
+    let new_id = created["id"].as_str().unwrap_or_default().to_string();
+    let (code, _) = served.post(
+        &format!("/api/clients/{new_id}/notes"),
+        serde_json::json!({"text": "api note"}),
+    )?;
+    assert_eq!(code, 200);
+    let drained = eventually(Duration::from_secs(20), || {
+        served
+            .get("/api/status")
+            .ok()
+            .filter(|s| s["pending_upload"] == 0)
+    });
+    assert!(drained.is_some(), "API edits are acknowledged by the relay");
+    a.sync()?;
+    assert_eq!(a.show(&new_id)?["name"], "From API");
+
+    // Bad input is refused clearly and changes nothing.
+    let (code, err) = served.post(
+        "/api/clients",
+        serde_json::json!({"company": "nope", "name": "X"}),
+    )?;
+    assert_eq!(code, 400);
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not granted"))
+    );
+    let (code, _) = served.post(
+        "/api/clients/not-an-id/notes",
+        serde_json::json!({"text": "x"}),
+    )?;
+    assert_eq!(code, 400);
+
+    // While serve holds the store, the CLI fails at once with a clear message.
+    let out = b.run(&["client", "list", "--json"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    Ok(())
+}
