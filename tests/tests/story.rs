@@ -121,7 +121,7 @@ fn two_branches_edit_offline_and_converge() -> Result<()> {
     assert_eq!(texts(&va, "alerts"), ["latex (A)", "owes 20 (B)"]);
     let phone = va["phone"].as_str().unwrap_or_default();
     assert!(phone == "+34 600 000 001" || phone == "+34 600 000 002");
-    assert!(!va["heads"].as_array().map_or(true, Vec::is_empty));
+    assert!(va["heads"].as_array().is_some_and(|h| !h.is_empty()));
     drop(relay);
     Ok(())
 }
@@ -290,5 +290,21 @@ fn serve_receives_live_changes_and_uploads_api_edits() -> Result<()> {
     let out = b.run(&["client", "list", "--json"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    Ok(())
+}
+
+#[test]
+fn the_demo_runs_and_reports_convergence() -> Result<()> {
+    let out = std::process::Command::new(ficha_e2e::bin("ficha"))
+        .arg("demo")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Converged"));
+    assert!(stdout.contains("cannot reach the relay"));
     Ok(())
 }

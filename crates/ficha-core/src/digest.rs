@@ -4,6 +4,9 @@ use automerge::ChangeHash;
 
 use crate::ids::DocId;
 
+/// Every document of a company with its heads digest, sorted by document id.
+pub type DocDigests = Vec<(DocId, [u8; 32])>;
+
 /// Number of buckets the document-id space is split into for reconciliation.
 pub const BUCKETS: usize = 256;
 

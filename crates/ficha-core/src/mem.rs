@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use automerge::ReadDoc;
 use automerge::{ActorId, Automerge, Change, ChangeHash};
 
-use crate::digest::heads_digest;
+use crate::digest::{DocDigests, heads_digest};
 use crate::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, Upload};
 use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 use crate::relay::{IngestDoc, RelayStore};
@@ -143,7 +143,7 @@ impl ReplicaStore for MemReplicaStore {
         Ok(())
     }
 
-    fn doc_digests(&self, company: &Company) -> Result<Vec<(DocId, [u8; 32])>, Infallible> {
+    fn doc_digests(&self, company: &Company) -> Result<DocDigests, Infallible> {
         Ok(self
             .docs
             .iter()
@@ -303,7 +303,7 @@ impl RelayStore for MemRelayStore {
         Ok(out)
     }
 
-    fn doc_digests(&self, company: &Company) -> Result<(Seq, Vec<(DocId, [u8; 32])>), Infallible> {
+    fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), Infallible> {
         let head = self.feeds.get(company).map_or(0, |f| f.len() as u64);
         let docs = self
             .docs

@@ -13,7 +13,7 @@ use automerge::{Automerge, Change, ChangeHash};
 use thiserror::Error;
 
 use crate::change;
-use crate::digest::{BUCKETS, bucket_digests, bucket_of};
+use crate::digest::{BUCKETS, DocDigests, bucket_digests, bucket_of};
 use crate::error::{ChangeError, TokenError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, DocChanges, ErrorCode, ErrorFrame, FeedEntry, FeedPage, Frame, Grant, Hello,
@@ -64,7 +64,7 @@ pub trait RelayStore {
     ) -> Result<Vec<(Company, FeedEntry)>, Self::Error>;
     /// The company's feed head and every document with its heads digest, sorted by id, as of
     /// one consistent snapshot.
-    fn doc_digests(&self, company: &Company) -> Result<(Seq, Vec<(DocId, [u8; 32])>), Self::Error>;
+    fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), Self::Error>;
     /// Loads one document from its stored changes.
     fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Self::Error>;
     /// Corrects a document's recorded heads after it was loaded whole.

@@ -11,7 +11,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change};
 use thiserror::Error;
 
-use crate::digest::{bucket_digests, bucket_of};
+use crate::digest::{DocDigests, bucket_digests, bucket_of};
 use crate::frame::{ErrorFrame, FeedPage, Frame, Hello, Upload};
 use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 
@@ -42,7 +42,7 @@ pub trait ReplicaStore {
     /// Applies a feed page and moves the company checkpoint to `page.upto`, atomically.
     fn apply_feed(&mut self, page: &FeedPage) -> Result<(), Self::Error>;
     /// Every document of a company with its heads digest, sorted by id, without loading any.
-    fn doc_digests(&self, company: &Company) -> Result<Vec<(DocId, [u8; 32])>, Self::Error>;
+    fn doc_digests(&self, company: &Company) -> Result<DocDigests, Self::Error>;
     /// Loads one document.
     fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Self::Error>;
     /// Stores changes learnt through repair (not added to the outbox).

@@ -3,7 +3,7 @@
 use automerge::{Automerge, Change, ReadDoc};
 use redb::{ReadableDatabase, ReadableTable};
 
-use ficha_core::digest::heads_digest;
+use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::{ByteBuf, DocChanges, FeedPage, Upload};
 use ficha_core::replica::ReplicaStore;
 use ficha_core::{Company, DocId, RelayEpoch, Seq};
@@ -169,7 +169,7 @@ impl ReplicaStore for SyncStore<'_> {
         Ok(())
     }
 
-    fn doc_digests(&self, company: &Company) -> Result<Vec<(DocId, [u8; 32])>, StoreError> {
+    fn doc_digests(&self, company: &Company) -> Result<DocDigests, StoreError> {
         let txn = self.0.db.begin_read()?;
         let (index, docs) = match (txn.open_table(COMPANY_DOCS), txn.open_table(DOCS)) {
             (Ok(i), Ok(d)) => (i, d),

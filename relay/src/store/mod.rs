@@ -14,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use ficha_core::digest::heads_digest;
+use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::FeedEntry;
 use ficha_core::mem::advance_heads;
 use ficha_core::relay::{IngestDoc, RelayStore};
@@ -142,9 +142,7 @@ impl RedbRelayStore {
             }
         };
         // Create every table so readers never meet a missing one.
-        for t in [FEED] {
-            txn.open_table(t)?;
-        }
+        txn.open_table(FEED)?;
         txn.open_table(HEADS)?;
         txn.open_table(DOCS)?;
         txn.open_table(DOC_ENTRIES)?;
@@ -359,10 +357,7 @@ impl RelayStore for RedbRelayStore {
         Ok(out)
     }
 
-    fn doc_digests(
-        &self,
-        company: &Company,
-    ) -> Result<(Seq, Vec<(DocId, [u8; 32])>), RelayStoreError> {
+    fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), RelayStoreError> {
         let txn = self.db.begin_read()?;
         let head = txn
             .open_table(HEADS)?
