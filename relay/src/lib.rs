@@ -9,7 +9,6 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -41,11 +40,20 @@ impl RunningRelay {
 
 /// Starts a relay on `listen` with its data in `dir`.
 pub async fn spawn(dir: &Path, listen: SocketAddr) -> anyhow::Result<RunningRelay> {
+    spawn_with(dir, listen, server::Limits::default()).await
+}
+
+/// Starts a relay with explicit network limits.
+pub async fn spawn_with(
+    dir: &Path,
+    listen: SocketAddr,
+    limits: server::Limits,
+) -> anyhow::Result<RunningRelay> {
     let store = store::RedbRelayStore::open(dir)?;
     let secret = secret::load_or_create(dir)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let shared = server::Shared::new(store, secret, server::Limits::default());
+    let shared = server::Shared::new(store, secret, limits);
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(server::run(listener, shared, async {
         let _ = rx.await;
@@ -107,6 +115,3 @@ pub async fn admin_call(dir: &Path, path_and_query: &str) -> anyhow::Result<Opti
         Ok(r) => anyhow::bail!("relay refused: {}", r.text().await.unwrap_or_default()),
     }
 }
-
-/// Keeps `Arc` in the public API stable for the driver.
-pub type SharedRelay = Arc<server::Shared>;

@@ -1,0 +1,97 @@
+//! The redb relay store behaves like the in-memory model the simulation runs on.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, Change, ROOT};
+use ficha_core::digest::heads_digest;
+use ficha_core::ids::actor_for;
+use ficha_core::mem::MemRelayStore;
+use ficha_core::relay::{IngestDoc, RelayStore};
+use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
+use ficha_relay::store::{RedbRelayStore, restore};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+fn changes(seed: u64) -> Vec<(DocId, Company, Vec<Change>)> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut docs: Vec<(DocId, Company, AutoCommit)> = (0..6u8)
+        .map(|i| {
+            let company = Company::new(if i % 2 == 0 { "acme" } else { "beta" }).expect("c");
+            (DocId([i; 16]), company, AutoCommit::new().with_actor(actor_for(ReplicaId([1; 16]), 1)))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for step in 0..60 {
+        let i = rng.random_range(0..docs.len());
+        let (id, company, doc) = &mut docs[i];
+        doc.put(ROOT, format!("k{}", rng.random_range(0..5)), step).expect("put");
+        doc.commit();
+        let c = doc.get_last_local_change().expect("change");
+        out.push((*id, company.clone(), vec![c]));
+    }
+    out
+}
+
+fn batch(items: &[(DocId, Company, Vec<Change>)]) -> Vec<IngestDoc> {
+    items
+        .iter()
+        .map(|(doc, company, changes)| IngestDoc { doc: *doc, company: company.clone(), changes: changes.clone() })
+        .collect()
+}
+
+fn same<A: RelayStore, B: RelayStore>(a: &A, b: &B) {
+    for c in ["acme", "beta"] {
+        let c = Company::new(c).expect("c");
+        let fa = a.read_feed(&c, 0, usize::MAX).expect("feed");
+        let fb = b.read_feed(&c, 0, usize::MAX).expect("feed");
+        assert_eq!(fa, fb, "feeds of {c}");
+        assert_eq!(a.read_feed(&c, 3, 1).expect("f"), b.read_feed(&c, 3, 1).expect("f"), "pages");
+        let (ha, da) = a.doc_digests(&c).expect("digests");
+        let (hb, db) = b.doc_digests(&c).expect("digests");
+        assert_eq!((ha, &da), (hb, &db), "digests of {c}");
+        for (doc, digest) in da {
+            let loaded = b.load_doc(&doc).expect("load").expect("exists");
+            assert_eq!(heads_digest(&loaded.get_heads()), digest, "incremental heads are exact");
+            assert_eq!(a.doc_company(&doc).expect("c"), b.doc_company(&doc).expect("c"));
+        }
+    }
+}
+
+#[test]
+fn redb_matches_the_model_including_duplicates() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut model = MemRelayStore::new(RelayEpoch([0; 16]));
+    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
+    let all = changes(3);
+    let origin = ReplicaId([1; 16]);
+    for (i, chunk) in all.chunks(7).enumerate() {
+        let a = model.ingest(origin, batch(chunk)).expect("ingest");
+        let b = redb.ingest(origin, batch(chunk)).expect("ingest");
+        assert_eq!(a, b, "new entries of batch {i}");
+        // Uploading the same batch again stores nothing.
+        assert!(redb.ingest(origin, batch(chunk)).expect("again").is_empty());
+        model.ingest(origin, batch(chunk)).expect("again");
+    }
+    same(&model, &redb);
+    drop(redb);
+    let reopened = RedbRelayStore::open(dir.path()).expect("reopen");
+    same(&model, &reopened);
+    assert_eq!(reopened.counts().expect("counts").changes, all.len() as u64);
+}
+
+#[test]
+fn a_backup_restores_with_a_new_epoch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
+    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[..10])).expect("ingest");
+    let before = redb.epoch();
+    let backup = dir.path().join("backup.redb");
+    redb.backup(&backup).expect("backup");
+    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[10..])).expect("ingest more");
+    drop(redb);
+    let target = dir.path().join("restored");
+    let epoch = restore(&backup, &target).expect("restore");
+    assert_ne!(epoch, before, "replicas must notice the restore");
+    let restored = RedbRelayStore::open(&target).expect("open");
+    assert_eq!(restored.epoch(), epoch);
+    assert_eq!(restored.counts().expect("counts").changes, 10);
+}
