@@ -222,6 +222,14 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Kills the process with SIGKILL, as a crash or power cut would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -16,14 +16,19 @@ fn changes(seed: u64) -> Vec<(DocId, Company, Vec<Change>)> {
     let mut docs: Vec<(DocId, Company, AutoCommit)> = (0..6u8)
         .map(|i| {
             let company = Company::new(if i % 2 == 0 { "acme" } else { "beta" }).expect("c");
-            (DocId([i; 16]), company, AutoCommit::new().with_actor(actor_for(ReplicaId([1; 16]), 1)))
+            (
+                DocId([i; 16]),
+                company,
+                AutoCommit::new().with_actor(actor_for(ReplicaId([1; 16]), 1)),
+            )
         })
         .collect();
     let mut out = Vec::new();
     for step in 0..60 {
         let i = rng.random_range(0..docs.len());
         let (id, company, doc) = &mut docs[i];
-        doc.put(ROOT, format!("k{}", rng.random_range(0..5)), step).expect("put");
+        doc.put(ROOT, format!("k{}", rng.random_range(0..5)), step)
+            .expect("put");
         doc.commit();
         let c = doc.get_last_local_change().expect("change");
         out.push((*id, company.clone(), vec![c]));
@@ -34,7 +39,11 @@ fn changes(seed: u64) -> Vec<(DocId, Company, Vec<Change>)> {
 fn batch(items: &[(DocId, Company, Vec<Change>)]) -> Vec<IngestDoc> {
     items
         .iter()
-        .map(|(doc, company, changes)| IngestDoc { doc: *doc, company: company.clone(), changes: changes.clone() })
+        .map(|(doc, company, changes)| IngestDoc {
+            doc: *doc,
+            company: company.clone(),
+            changes: changes.clone(),
+        })
         .collect()
 }
 
@@ -44,14 +53,25 @@ fn same<A: RelayStore, B: RelayStore>(a: &A, b: &B) {
         let fa = a.read_feed(&c, 0, usize::MAX).expect("feed");
         let fb = b.read_feed(&c, 0, usize::MAX).expect("feed");
         assert_eq!(fa, fb, "feeds of {c}");
-        assert_eq!(a.read_feed(&c, 3, 1).expect("f"), b.read_feed(&c, 3, 1).expect("f"), "pages");
+        assert_eq!(
+            a.read_feed(&c, 3, 1).expect("f"),
+            b.read_feed(&c, 3, 1).expect("f"),
+            "pages"
+        );
         let (ha, da) = a.doc_digests(&c).expect("digests");
         let (hb, db) = b.doc_digests(&c).expect("digests");
         assert_eq!((ha, &da), (hb, &db), "digests of {c}");
         for (doc, digest) in da {
             let loaded = b.load_doc(&doc).expect("load").expect("exists");
-            assert_eq!(heads_digest(&loaded.get_heads()), digest, "incremental heads are exact");
-            assert_eq!(a.doc_company(&doc).expect("c"), b.doc_company(&doc).expect("c"));
+            assert_eq!(
+                heads_digest(&loaded.get_heads()),
+                digest,
+                "incremental heads are exact"
+            );
+            assert_eq!(
+                a.doc_company(&doc).expect("c"),
+                b.doc_company(&doc).expect("c")
+            );
         }
     }
 }
@@ -82,11 +102,13 @@ fn redb_matches_the_model_including_duplicates() {
 fn a_backup_restores_with_a_new_epoch() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut redb = RedbRelayStore::open(dir.path()).expect("open");
-    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[..10])).expect("ingest");
+    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[..10]))
+        .expect("ingest");
     let before = redb.epoch();
     let backup = dir.path().join("backup.redb");
     redb.backup(&backup).expect("backup");
-    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[10..])).expect("ingest more");
+    redb.ingest(ReplicaId([1; 16]), batch(&changes(5)[10..]))
+        .expect("ingest more");
     drop(redb);
     let target = dir.path().join("restored");
     let epoch = restore(&backup, &target).expect("restore");

@@ -14,7 +14,8 @@ use ficha_core::{Company, DocId, ReplicaId};
 use ficha_relay::server::Limits;
 use ficha_relay::{RunningRelay, issue_token, spawn_with};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn start(dir: &std::path::Path) -> RunningRelay {
     let limits = Limits {
@@ -27,18 +28,28 @@ async fn start(dir: &std::path::Path) -> RunningRelay {
 }
 
 async fn connect(relay: &RunningRelay) -> Ws {
-    tokio_tungstenite::connect_async(relay.url()).await.expect("connect").0
+    tokio_tungstenite::connect_async(relay.url())
+        .await
+        .expect("connect")
+        .0
 }
 
 async fn send(ws: &mut Ws, f: Frame) {
-    ws.send(Message::Binary(f.encode().into())).await.expect("send");
+    ws.send(Message::Binary(f.encode().into()))
+        .await
+        .expect("send");
 }
 
 /// The next frame, or None once the relay closed the socket.
 async fn next(ws: &mut Ws) -> Option<Frame> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("relay answers in time") {
-            Some(Ok(Message::Binary(b))) => return Some(Frame::decode(&b, usize::MAX).expect("relay frames decode")),
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("relay answers in time")
+        {
+            Some(Ok(Message::Binary(b))) => {
+                return Some(Frame::decode(&b, usize::MAX).expect("relay frames decode"));
+            }
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
             Some(Ok(_)) => continue,
         }
@@ -54,11 +65,19 @@ fn change(replica: ReplicaId) -> Vec<u8> {
     let mut doc = AutoCommit::new().with_actor(actor_for(replica, 1));
     doc.put(ROOT, "name", "x").expect("put");
     doc.commit();
-    doc.get_last_local_change().expect("change").raw_bytes().to_vec()
+    doc.get_last_local_change()
+        .expect("change")
+        .raw_bytes()
+        .to_vec()
 }
 
 async fn metric(relay: &RunningRelay, name: &str) -> u64 {
-    let body = reqwest::get(format!("http://{}/metrics", relay.addr)).await.expect("metrics").text().await.expect("body");
+    let body = reqwest::get(format!("http://{}/metrics", relay.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
     body.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
@@ -79,7 +98,9 @@ async fn garbage_and_bad_tokens_are_refused_and_others_are_served() {
     let token = issue_token(dir.path(), "a", &["acme".into()], false, 1).expect("token");
 
     let mut bad = connect(&relay).await;
-    bad.send(Message::Binary(vec![0xde, 0xad, 0xbe, 0xef].into())).await.expect("send");
+    bad.send(Message::Binary(vec![0xde, 0xad, 0xbe, 0xef].into()))
+        .await
+        .expect("send");
     assert_eq!(error_code(next(&mut bad).await), Some(ErrorCode::Protocol));
     assert!(next(&mut bad).await.is_none(), "closed after the error");
 
@@ -87,11 +108,24 @@ async fn garbage_and_bad_tokens_are_refused_and_others_are_served() {
     let mut t = token.clone();
     t.pop();
     t.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert!(matches!(hello(&mut forged, ReplicaId([9; 16]), t).await, Frame::Error(e) if e.code == ErrorCode::Unauthorized));
+    assert!(
+        matches!(hello(&mut forged, ReplicaId([9; 16]), t).await, Frame::Error(e) if e.code == ErrorCode::Unauthorized)
+    );
 
     let mut good = connect(&relay).await;
-    assert!(matches!(hello(&mut good, ReplicaId([1; 16]), token.clone()).await, Frame::Welcome(_)));
-    assert_eq!(reqwest::get(format!("http://{}/healthz", relay.addr)).await.expect("h").text().await.expect("b"), "ok");
+    assert!(matches!(
+        hello(&mut good, ReplicaId([1; 16]), token.clone()).await,
+        Frame::Welcome(_)
+    ));
+    assert_eq!(
+        reqwest::get(format!("http://{}/healthz", relay.addr))
+            .await
+            .expect("h")
+            .text()
+            .await
+            .expect("b"),
+        "ok"
+    );
     assert!(metric(&relay, "ficha_refused_total").await >= 2);
     relay.stop().await;
 }
@@ -114,12 +148,20 @@ async fn uploads_outside_the_grant_store_nothing() {
     let cases = [
         ("w1", false, upload("other", me), ErrorCode::Forbidden),
         ("r1", true, upload("acme", me), ErrorCode::Forbidden),
-        ("w2", false, upload("acme", ReplicaId([5; 16])), ErrorCode::BadChange),
+        (
+            "w2",
+            false,
+            upload("acme", ReplicaId([5; 16])),
+            ErrorCode::BadChange,
+        ),
     ];
     for (name, read_only, frame, code) in cases {
         let token = issue_token(dir.path(), name, &["acme".into()], read_only, 1).expect("token");
         let mut ws = connect(&relay).await;
-        assert!(matches!(hello(&mut ws, me, token).await, Frame::Welcome(_)), "{name} welcomed");
+        assert!(
+            matches!(hello(&mut ws, me, token).await, Frame::Welcome(_)),
+            "{name} welcomed"
+        );
         send(&mut ws, frame).await;
         assert_eq!(error_code(next(&mut ws).await), Some(code), "{name}");
     }
@@ -153,8 +195,13 @@ async fn one_token_cannot_speak_for_two_replicas() {
     let relay = start(dir.path()).await;
     let token = issue_token(dir.path(), "laptop", &["acme".into()], false, 1).expect("token");
     let mut first = connect(&relay).await;
-    assert!(matches!(hello(&mut first, ReplicaId([1; 16]), token.clone()).await, Frame::Welcome(_)));
+    assert!(matches!(
+        hello(&mut first, ReplicaId([1; 16]), token.clone()).await,
+        Frame::Welcome(_)
+    ));
     let mut second = connect(&relay).await;
-    assert!(matches!(hello(&mut second, ReplicaId([2; 16]), token).await, Frame::Error(e) if e.code == ErrorCode::Unauthorized));
+    assert!(
+        matches!(hello(&mut second, ReplicaId([2; 16]), token).await, Frame::Error(e) if e.code == ErrorCode::Unauthorized)
+    );
     relay.stop().await;
 }

@@ -312,23 +312,68 @@ fn the_demo_runs_and_reports_convergence() -> Result<()> {
 #[test]
 fn the_cli_explains_what_is_wrong_and_changes_nothing() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let missing = Replica { data: tmp.path().join("nothing-here") };
+    let missing = Replica {
+        data: tmp.path().join("nothing-here"),
+    };
     let out = missing.run(&["client", "list", "--json"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("init"));
 
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(&tmp.path().join("a"), "a", &relay.url(), &relay.token("a", &["acme"], false)?)?;
-    let again = a.run(&["init", "--name", "a", "--relay", &relay.url(), "--token", "x"])?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "a",
+        &relay.url(),
+        &relay.token("a", &["acme"], false)?,
+    )?;
+    let again = a.run(&[
+        "init",
+        "--name",
+        "a",
+        "--relay",
+        &relay.url(),
+        "--token",
+        "x",
+    ])?;
     assert!(!again.status.success(), "init twice is refused");
     let id = a.ok(&["client", "add", "--company", "acme", "--name", "Ana"])?;
     let before = a.show(&id)?;
     for (args, says) in [
-        (vec!["client", "show", "00000000-0000-0000-0000-000000000001", "--json"], "unknown client"),
-        (vec!["client", "show", "not-an-id", "--json"], "not a valid id"),
-        (vec!["client", "set", id.as_str(), "shoe_size", "42"], "unknown field"),
-        (vec!["client", "set", id.as_str(), "email", "nope"], "not an email"),
-        (vec!["alert", "add", id.as_str(), "--type", "x", "--priority", "urgent", "--description", "d"], "priority"),
+        (
+            vec![
+                "client",
+                "show",
+                "00000000-0000-0000-0000-000000000001",
+                "--json",
+            ],
+            "unknown client",
+        ),
+        (
+            vec!["client", "show", "not-an-id", "--json"],
+            "not a valid id",
+        ),
+        (
+            vec!["client", "set", id.as_str(), "shoe_size", "42"],
+            "unknown field",
+        ),
+        (
+            vec!["client", "set", id.as_str(), "email", "nope"],
+            "not an email",
+        ),
+        (
+            vec![
+                "alert",
+                "add",
+                id.as_str(),
+                "--type",
+                "x",
+                "--priority",
+                "urgent",
+                "--description",
+                "d",
+            ],
+            "priority",
+        ),
         (vec!["note", "add", id.as_str(), "--text", ""], "empty"),
     ] {
         let out = a.run(&args)?;
