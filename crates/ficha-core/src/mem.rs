@@ -282,10 +282,10 @@ impl RelayStore for MemRelayStore {
                 heads: Vec::new(),
             });
             let mut bytes = Vec::new();
-            for c in &changes {
+            for mut c in changes {
                 if rd.hashes.insert(c.hash()) {
-                    advance_heads(&mut rd.heads, c);
-                    bytes.extend_from_slice(c.raw_bytes());
+                    advance_heads(&mut rd.heads, &c);
+                    bytes.extend_from_slice(&c.bytes());
                 }
             }
             if bytes.is_empty() {

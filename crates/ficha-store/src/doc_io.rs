@@ -100,7 +100,9 @@ impl StoredDoc {
     /// Materialises the document for reading or syncing.
     pub(crate) fn automerge(&self, doc: &DocId) -> Result<Automerge, StoreError> {
         let mut d = match &self.snapshot {
-            Some(s) => Automerge::load(s).map_err(|e| doc_err(doc, e))?,
+            // Our own snapshot, checksummed by redb: rebuilding every change hash to verify
+            // the heads would cost more than the rest of the load.
+            Some(s) => Automerge::load_unverified_heads(s).map_err(|e| doc_err(doc, e))?,
             None => Automerge::new(),
         };
         for c in &self.chunks {
@@ -112,7 +114,7 @@ impl StoredDoc {
     /// Materialises the document for a local edit.
     pub(crate) fn autocommit(&self, doc: &DocId) -> Result<AutoCommit, StoreError> {
         let mut d = match &self.snapshot {
-            Some(s) => AutoCommit::load(s).map_err(|e| doc_err(doc, e))?,
+            Some(s) => AutoCommit::load_unverified_heads(s).map_err(|e| doc_err(doc, e))?,
             None => AutoCommit::new(),
         };
         for c in &self.chunks {
@@ -175,7 +177,10 @@ impl<'t> DocTables<'t> {
         meta.heads = after.get_heads().iter().map(|h| h.0).collect();
         meta.heads.sort();
         let complete = after.get_missing_deps(&[]).is_empty();
-        if complete && meta.chunks + 1 >= COMPACT_AFTER_CHUNKS {
+        let first = meta.next_chunk == 0 && self.snapshots.get(doc.as_bytes())?.is_none();
+        // A document arriving whole (initial sync, a new client) is stored as a snapshot at
+        // once: loading a saved document is far cheaper than replaying its changes.
+        if complete && (first || meta.chunks + 1 >= COMPACT_AFTER_CHUNKS) {
             // One transaction replaces the snapshot and drops the chunks: a crash leaves either
             // the old snapshot with its chunks or the new snapshot alone, never a gap.
             self.snapshots

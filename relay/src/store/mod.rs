@@ -317,14 +317,16 @@ impl RelayStore for RedbRelayStore {
                 };
                 let mut heads: Vec<ChangeHash> = rec.heads.iter().map(|h| ChangeHash(*h)).collect();
                 let mut bytes = Vec::new();
-                for c in &changes {
+                for mut c in changes {
                     let hash = c.hash();
                     if hashes_t.get((doc.as_bytes(), &hash.0))?.is_some() {
                         continue;
                     }
                     hashes_t.insert((doc.as_bytes(), &hash.0), ())?;
-                    advance_heads(&mut heads, c);
-                    bytes.extend_from_slice(c.raw_bytes());
+                    advance_heads(&mut heads, &c);
+                    // Automerge's own DEFLATE form: every loader accepts it, and it is what
+                    // makes feed bytes comparable to saved documents.
+                    bytes.extend_from_slice(&c.bytes());
                     stored += 1;
                 }
                 if bytes.is_empty() {

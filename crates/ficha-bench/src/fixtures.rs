@@ -1,0 +1,167 @@
+//! Client documents, relays and replicas for the workloads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use automerge::{AutoCommit, Automerge, Change};
+use ficha_core::ids::actor_for;
+use ficha_core::relay::{IngestDoc, RelayStore};
+use ficha_core::{Company, DocId, ReplicaId};
+use ficha_domain::{AlertPriority, Priority};
+use ficha_relay::store::RedbRelayStore;
+use ficha_store::{Identity, Store};
+use uuid::Uuid;
+
+/// The company every fixture document belongs to.
+pub fn company() -> Company {
+    Company::new("bench").expect("invariant: constant company code is valid")
+}
+
+/// The replica id fixture documents are written by.
+pub const AUTHOR: ReplicaId = ReplicaId([0xAA; 16]);
+
+/// A realistic client: `items` notes, comments and alerts (160-character texts), committed in
+/// groups of five as a person would add them over several visits.
+pub fn client(n: u64, items: usize) -> Result<(DocId, Automerge)> {
+    let mut doc = AutoCommit::new().with_actor(actor_for(AUTHOR, 1));
+    let id = Uuid::from_u64_pair(0xF1C4A, n);
+    let text = |i: usize| {
+        format!(
+            "{i:04} {}",
+            "Visit notes: treatment applied, client satisfied, next appointment agreed. ".repeat(3)
+        )[..160]
+            .to_string()
+    };
+    ficha_domain::new_client(
+        &mut doc,
+        id,
+        "bench",
+        &format!("Client {n:06} Pérez"),
+        Some(&format!("c{n}@example.com")),
+        Some("+34 600 000 000"),
+        1_700_000_000_000,
+    )?;
+    doc.commit();
+    for i in 0..items {
+        let item = Uuid::from_u64_pair(n, i as u64);
+        let at = 1_700_000_000_000 + i as i64;
+        match i % 3 {
+            0 => ficha_domain::add_note(&mut doc, item, &text(i), at)?,
+            1 => ficha_domain::add_comment(
+                &mut doc,
+                item,
+                &text(i),
+                false,
+                i % 7 == 0,
+                Priority::Normal,
+                at,
+            )?,
+            _ => ficha_domain::add_alert(
+                &mut doc,
+                item,
+                "follow-up",
+                AlertPriority::Normal,
+                &text(i),
+                at,
+            )?,
+        }
+        if i % 5 == 4 {
+            doc.commit();
+        }
+    }
+    doc.commit();
+    Ok((DocId::from(id), doc.document().clone()))
+}
+
+/// Every change of a document, in causal order.
+pub fn changes(doc: &Automerge) -> Vec<Change> {
+    doc.get_changes(&[])
+}
+
+/// A relay database in `dir` holding `docs`, written in large transactions.
+pub fn relay_with(dir: &Path, docs: &[(DocId, Automerge)]) -> Result<()> {
+    let mut store = RedbRelayStore::open(dir)?;
+    for chunk in docs.chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|(id, d)| IngestDoc {
+                doc: *id,
+                company: company(),
+                changes: changes(d),
+            })
+            .collect();
+        store.ingest(AUTHOR, batch)?;
+    }
+    Ok(())
+}
+
+/// A fresh replica in `dir` bound to the relay at `url`, with a token from `relay_dir`.
+pub fn replica(dir: &Path, relay_dir: &Path, url: &str, name: &str) -> Result<Arc<Store>> {
+    let token = ficha_relay::issue_token(relay_dir, name, &["bench".into()], false, 1)?;
+    Store::init(
+        dir,
+        &Identity {
+            replica: ReplicaId::from(Uuid::new_v4()),
+            name: name.into(),
+            relay_url: url.into(),
+            token,
+        },
+    )?;
+    Ok(Arc::new(Store::open(
+        dir,
+        Arc::new(ficha_app::app::ClientIndexer),
+    )?))
+}
+
+/// A scratch directory that lives as long as the value.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    /// A new scratch directory.
+    pub fn new() -> Result<Self> {
+        Ok(Self(tempfile::tempdir()?))
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+/// Relay traffic counters, read from `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    /// Frames in + out.
+    pub frames: f64,
+    /// Bytes in + out.
+    pub bytes: f64,
+}
+
+/// Reads the relay's counters.
+pub async fn traffic(addr: std::net::SocketAddr) -> Result<Traffic> {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let get = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Traffic {
+        frames: get("ficha_frames_in_total") + get("ficha_frames_out_total"),
+        bytes: get("ficha_bytes_in_total") + get("ficha_bytes_out_total"),
+    })
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+    fn sub(self, o: Traffic) -> Traffic {
+        Traffic {
+            frames: self.frames - o.frames,
+            bytes: self.bytes - o.bytes,
+        }
+    }
+}

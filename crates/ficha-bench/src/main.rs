@@ -1,0 +1,147 @@
+//! `ficha-bench`: every hot path against its natural baseline, measured in the same run.
+//!
+//! `cargo run --release -p ficha-bench -- [--quick] [--json] [--only NAME]`
+
+mod fixtures;
+mod naive;
+mod report;
+mod workloads;
+
+use anyhow::Result;
+use clap::Parser;
+
+use report::Row;
+
+/// Benchmarks of Ficha's hot paths against their baselines.
+#[derive(Parser)]
+#[command(name = "ficha-bench")]
+struct Args {
+    /// Smaller sizes: finishes in about a minute.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Run only these workloads (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
+}
+
+struct Sizes {
+    edit_clients: usize,
+    edit_samples: usize,
+    ingest: usize,
+    initial_docs: usize,
+    initial_items: usize,
+    idle_docs: usize,
+    edit_docs: usize,
+    ks: Vec<usize>,
+    fanout_subscribers: usize,
+    fanout_changes: usize,
+    history: usize,
+    query_clients: usize,
+    scan_sample: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                edit_clients: 1_000,
+                edit_samples: 100,
+                ingest: 1_000,
+                initial_docs: 1_000,
+                initial_items: 20,
+                idle_docs: 10_000,
+                edit_docs: 1_000,
+                ks: vec![1, 100, 1_000],
+                fanout_subscribers: 20,
+                fanout_changes: 200,
+                history: 1_000,
+                query_clients: 10_000,
+                scan_sample: 2_000,
+            }
+        } else {
+            Self {
+                edit_clients: 10_000,
+                edit_samples: 300,
+                ingest: 5_000,
+                initial_docs: 10_000,
+                initial_items: 100,
+                idle_docs: 100_000,
+                edit_docs: 10_000,
+                ks: vec![1, 100, 10_000],
+                fanout_subscribers: 100,
+                fanout_changes: 500,
+                history: 1_000,
+                query_clients: 100_000,
+                scan_sample: 5_000,
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let s = Sizes::new(args.quick);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if !args.json {
+        println!(
+            "{:<22} {:<34} {:>14} {:>14} {:>10} {:<6}",
+            "workload", "metric", "ours", "baseline", "ratio", "unit"
+        );
+    }
+    let emit = |rows: Result<Vec<Row>>, name: &str| match rows {
+        Ok(rows) => rows.iter().for_each(|r| r.print(args.json)),
+        Err(e) => eprintln!("{name} failed: {e:#}"),
+    };
+    if wanted("local_edit") {
+        emit(
+            workloads::edit::local_edit(s.edit_clients, s.edit_samples, s.ingest),
+            "local_edit",
+        );
+    }
+    if wanted("initial_sync") {
+        emit(
+            rt.block_on(workloads::sync::initial_sync(
+                s.initial_docs,
+                s.initial_items,
+            )),
+            "initial_sync",
+        );
+    }
+    if wanted("idle_reconnect") {
+        emit(
+            rt.block_on(workloads::sync::idle_reconnect(s.idle_docs)),
+            "idle_reconnect",
+        );
+    }
+    if wanted("reconnect_after_edits") {
+        emit(
+            rt.block_on(workloads::sync::reconnect_after_edits(s.edit_docs, &s.ks)),
+            "reconnect_after_edits",
+        );
+    }
+    if wanted("fanout") {
+        emit(
+            rt.block_on(workloads::fanout::fanout(
+                s.fanout_subscribers,
+                s.fanout_changes,
+            )),
+            "fanout",
+        );
+    }
+    if wanted("long_history") {
+        emit(workloads::read::long_history(s.history), "long_history");
+    }
+    if wanted("query") {
+        emit(
+            workloads::read::query(s.query_clients, s.scan_sample),
+            "query",
+        );
+    }
+    Ok(())
+}

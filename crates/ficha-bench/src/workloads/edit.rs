@@ -1,0 +1,155 @@
+//! Durable local edits and batched ingest, against raw redb and raw fdatasync.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::Result;
+use ficha_core::frame::{FeedEntry, FeedPage};
+use ficha_core::replica::ReplicaStore;
+use ficha_core::{DocId, RelayEpoch};
+use ficha_store::SyncStore;
+use rand::Rng;
+use serde_json::json;
+
+use crate::fixtures::{Scratch, changes, client, company, replica};
+use crate::report::{Row, median};
+
+fn page(from: u64, docs: &[(DocId, automerge::Automerge)]) -> FeedPage {
+    let entries: Vec<FeedEntry> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, d))| FeedEntry {
+            seq: from + i as u64 + 1,
+            doc: *id,
+            changes: changes(d)
+                .iter()
+                .flat_map(|c| c.raw_bytes().to_vec())
+                .collect(),
+        })
+        .collect();
+    FeedPage {
+        company: company(),
+        from,
+        upto: from + docs.len() as u64,
+        entries,
+    }
+}
+
+/// Adding a note to one of `count` stored clients, and ingest batching.
+pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let relay_dir = scratch.path("relay");
+    let store = replica(&scratch.path("r"), &relay_dir, "ws://127.0.0.1:9/sync", "r")?;
+    let docs: Vec<_> = (0..count as u64)
+        .map(|n| client(n, 20))
+        .collect::<Result<_>>()?;
+    let mut sync = SyncStore(&store);
+    sync.set_epoch(RelayEpoch([1; 16]), false)?;
+    let mut seq = 0;
+    for chunk in docs.chunks(500) {
+        sync.apply_feed(&page(seq, chunk))?;
+        seq += chunk.len() as u64;
+    }
+
+    let mut rng = rand::rng();
+    let mut ours = Vec::new();
+    let mut sizes = Vec::new();
+    for i in 0..samples {
+        let (doc, _) = &docs[rng.random_range(0..docs.len())];
+        let note = uuid::Uuid::from_u64_pair(0xB0B, i as u64);
+        let t = Instant::now();
+        store.edit_doc(*doc, |d| {
+            ficha_domain::add_note(
+                d,
+                note,
+                &"Follow-up call: confirmed the next visit and the allergy notes. ".repeat(3)
+                    [..160],
+                1_800_000_000_000,
+            )
+        })?;
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Some(batch) = sync.outbox_batch(usize::MAX, usize::MAX)? {
+        sizes = batch
+            .docs
+            .iter()
+            .flat_map(|d| d.changes.iter())
+            .map(|c| c.to_vec())
+            .collect();
+    }
+
+    // Baselines: the same bytes written by raw redb, and by write + fdatasync.
+    let raw = redb::Database::create(scratch.path("raw.redb"))?;
+    let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("raw");
+    let mut redb_ms = Vec::new();
+    let mut fsync_ms = Vec::new();
+    let mut file = std::fs::File::create(scratch.path("raw.bin"))?;
+    for (i, bytes) in sizes.iter().enumerate() {
+        let t = Instant::now();
+        let txn = raw.begin_write()?;
+        txn.open_table(table)?.insert(i as u64, bytes.as_slice())?;
+        txn.commit()?;
+        redb_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        fsync_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let ours_med = median(&mut ours);
+    let sz = json!({ "stored_clients": count, "samples": samples });
+    let mut rows = vec![
+        Row::new(
+            "local_edit",
+            "median add-note + durable commit",
+            ours_med,
+            median(&mut redb_ms),
+            "ms",
+            "raw redb write of the same bytes",
+            sz.clone(),
+        ),
+        Row::new(
+            "local_edit",
+            "median add-note + durable commit",
+            ours_med,
+            median(&mut fsync_ms),
+            "ms",
+            "raw write + fdatasync of the same bytes",
+            sz,
+        ),
+    ];
+
+    // Ingest: one transaction for a page of `ingest` documents vs one per document.
+    let fresh: Vec<_> = (0..ingest as u64)
+        .map(|n| client(1_000_000 + n, 0))
+        .collect::<Result<_>>()?;
+    let batched = replica(
+        &scratch.path("b1"),
+        &relay_dir,
+        "ws://127.0.0.1:9/sync",
+        "b1",
+    )?;
+    let single = replica(
+        &scratch.path("b2"),
+        &relay_dir,
+        "ws://127.0.0.1:9/sync",
+        "b2",
+    )?;
+    let t = Instant::now();
+    SyncStore(&batched).apply_feed(&page(0, &fresh))?;
+    let batched_rate = ingest as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for (i, d) in fresh.iter().enumerate() {
+        SyncStore(&single).apply_feed(&page(i as u64, std::slice::from_ref(d)))?;
+    }
+    let single_rate = ingest as f64 / t.elapsed().as_secs_f64();
+    rows.push(Row::new(
+        "local_edit",
+        "ingest throughput, batched page",
+        batched_rate,
+        single_rate,
+        "chg/s",
+        "one transaction per change",
+        json!({ "changes": ingest }),
+    ));
+    Ok(rows)
+}

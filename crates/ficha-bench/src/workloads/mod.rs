@@ -1,0 +1,6 @@
+//! The workloads of the benchmark, each against its baseline.
+
+pub mod edit;
+pub mod fanout;
+pub mod read;
+pub mod sync;

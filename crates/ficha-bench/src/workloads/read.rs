@@ -1,0 +1,189 @@
+//! Reads: loading a client with a long history, and searching the client list.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, Automerge, ROOT};
+use ficha_core::frame::{FeedEntry, FeedPage};
+use ficha_core::replica::ReplicaStore;
+use ficha_core::{DocId, RelayEpoch};
+use ficha_store::SyncStore;
+use serde_json::json;
+
+use crate::fixtures::{Scratch, changes, client, company, replica};
+use crate::report::{Row, median};
+
+/// A client edited in `changes` separate changes, loaded from the store.
+pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let store = replica(
+        &scratch.path("r"),
+        &scratch.path("relay"),
+        "ws://127.0.0.1:9/sync",
+        "r",
+    )?;
+    let (id, base) = client(1, 0)?;
+    let mut sync = SyncStore(&store);
+    sync.set_epoch(RelayEpoch([1; 16]), false)?;
+    let bytes: Vec<u8> = changes(&base)
+        .iter()
+        .flat_map(|c| c.raw_bytes().to_vec())
+        .collect();
+    sync.apply_feed(&FeedPage {
+        company: company(),
+        from: 0,
+        upto: 1,
+        entries: vec![FeedEntry {
+            seq: 1,
+            doc: id,
+            changes: bytes,
+        }],
+    })?;
+    let edit = |d: &mut AutoCommit, i: usize| {
+        d.put(
+            ROOT,
+            format!("visit_{}", i % 50),
+            format!("visit {i}: treatment notes"),
+        )
+    };
+    for i in 0..changes_count {
+        store.edit_doc(id, |d| edit(d, i))?;
+    }
+    let mut ours = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let _ = store.read_doc(&id)?;
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // The same state as one change.
+    let mut one = AutoCommit::load(&base.save())?;
+    for i in 0..changes_count {
+        edit(&mut one, i)?;
+    }
+    one.commit();
+    let saved = one.save();
+    let mut baseline = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let _ = Automerge::load(&saved)?;
+        baseline.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // For reference: the uncompacted history, applied change by change.
+    let full = store
+        .read_doc(&id)?
+        .map(|d| d.get_changes(&[]))
+        .unwrap_or_default();
+    let mut raw = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let mut d = Automerge::new();
+        for c in &full {
+            d.load_incremental(c.raw_bytes())?;
+        }
+        raw.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let base_med = median(&mut baseline);
+    let sz =
+        json!({ "changes": changes_count, "chunks_after_compaction": store.chunk_count(&id)? });
+    Ok(vec![
+        Row::new(
+            "long_history",
+            "median load (compacted store)",
+            median(&mut ours),
+            base_med,
+            "ms",
+            "same state saved as one change",
+            sz.clone(),
+        ),
+        Row::new(
+            "long_history",
+            "median load (uncompacted history)",
+            median(&mut raw),
+            base_med,
+            "ms",
+            "same state saved as one change",
+            sz,
+        ),
+    ])
+}
+
+fn matches(name: &str, needle: &str) -> bool {
+    name.to_lowercase().contains(needle)
+}
+
+/// Search by name over `count` clients: the summary table vs loading every document.
+pub fn query(count: usize, scan_sample: usize) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let store = replica(
+        &scratch.path("r"),
+        &scratch.path("relay"),
+        "ws://127.0.0.1:9/sync",
+        "r",
+    )?;
+    let mut sync = SyncStore(&store);
+    sync.set_epoch(RelayEpoch([1; 16]), false)?;
+    let mut ids: Vec<DocId> = Vec::new();
+    let mut seq = 0u64;
+    for start in (0..count).step_by(1000) {
+        let docs: Vec<(DocId, Automerge)> = (start..(start + 1000).min(count))
+            .map(|n| client(n as u64, 0))
+            .collect::<Result<_>>()?;
+        let entries = docs
+            .iter()
+            .enumerate()
+            .map(|(i, (id, d))| FeedEntry {
+                seq: seq + i as u64 + 1,
+                doc: *id,
+                changes: changes(d)
+                    .iter()
+                    .flat_map(|c| c.raw_bytes().to_vec())
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        let upto = seq + entries.len() as u64;
+        ids.extend(docs.iter().map(|(id, _)| *id));
+        sync.apply_feed(&FeedPage {
+            company: company(),
+            from: seq,
+            upto,
+            entries,
+        })?;
+        seq = upto;
+    }
+    let needle = "004242";
+    let mut ours = Vec::new();
+    let mut hits = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let found: Vec<ficha_domain::ClientSummary> = store
+            .summaries()?
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<ficha_domain::ClientSummary>(&b).ok())
+            .filter(|s| matches(&s.name, needle))
+            .collect();
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+        hits = found.len();
+    }
+    // Baseline: load every document and read its name (timed on a sample, scaled to all).
+    let sample = scan_sample.min(ids.len());
+    let t = Instant::now();
+    let mut scan_hits = 0;
+    for id in &ids[..sample] {
+        if let Some(d) = store.read_doc(id)?
+            && matches(&ficha_domain::summary(&d)?.name, needle)
+        {
+            scan_hits += 1;
+        }
+    }
+    let scan_ms = t.elapsed().as_secs_f64() * 1e3 * (ids.len() as f64 / sample.max(1) as f64);
+    Ok(vec![Row::new(
+        "query",
+        "median search by name",
+        median(&mut ours),
+        scan_ms,
+        "ms",
+        "scan + load every document",
+        json!({ "clients": count, "hits": hits, "scan_measured_on": sample, "scan_hits_in_sample": scan_hits }),
+    )])
+}

@@ -1,0 +1,193 @@
+//! Sync workloads: initial sync, idle reconnect and reconnect after edits, over loopback.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use automerge::Automerge;
+use ficha_app::sync::sync_once;
+use ficha_core::DocId;
+use ficha_core::replica::ReplicaStore;
+use ficha_store::SyncStore;
+use serde_json::json;
+
+use crate::fixtures::{Scratch, client, relay_with, replica, traffic};
+use crate::naive;
+use crate::report::Row;
+
+const FOREVER: Duration = Duration::from_secs(3600);
+const NAIVE: &str = "naive per-doc automerge sync";
+
+fn docs(count: usize, items: usize) -> Result<Vec<(DocId, Automerge)>> {
+    (0..count as u64).map(|n| client(n, items)).collect()
+}
+
+/// Initial sync of `count` clients with `items` items each to an empty replica.
+pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let docs = docs(count, items)?;
+    let saved: usize = docs.iter().map(|(_, d)| d.save().len()).sum();
+    let relay_dir = scratch.path("relay");
+    relay_with(&relay_dir, &docs)?;
+    let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
+    let store = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
+    let before = traffic(relay.addr).await?;
+    let t = Instant::now();
+    sync_once(store.clone(), FOREVER).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let ours = traffic(relay.addr).await? - before;
+    ensure!(
+        store.doc_count()? == count as u64,
+        "initial sync missed documents"
+    );
+    relay.stop().await;
+
+    let addr = naive::serve(docs.iter().map(|(_, d)| d.clone()).collect()).await?;
+    let mut empty: Vec<Automerge> = (0..count).map(|_| Automerge::new()).collect();
+    let cost = naive::sync_all(addr, &mut empty).await?;
+    let sizes = json!({ "docs": count, "items_per_doc": items, "saved_bytes": saved });
+    Ok(vec![
+        Row::new(
+            "initial_sync",
+            "wall time to a durable replica",
+            secs,
+            cost.secs,
+            "s",
+            NAIVE,
+            sizes.clone(),
+        ),
+        Row::new(
+            "initial_sync",
+            "bytes on the wire",
+            ours.bytes,
+            cost.bytes,
+            "B",
+            NAIVE,
+            sizes.clone(),
+        ),
+        Row::new(
+            "initial_sync",
+            "bytes on the wire / saved size",
+            ours.bytes,
+            saved as f64,
+            "B",
+            "sum of Automerge save() sizes",
+            sizes.clone(),
+        ),
+        Row::new(
+            "initial_sync",
+            "frames (round trips ~ frames/2)",
+            ours.frames,
+            cost.messages,
+            "frames",
+            NAIVE,
+            sizes,
+        ),
+    ])
+}
+
+/// Reconnect with `count` documents on both sides and nothing changed.
+pub async fn idle_reconnect(count: usize) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let docs = docs(count, 2)?;
+    let relay_dir = scratch.path("relay");
+    relay_with(&relay_dir, &docs)?;
+    let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
+    let store = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
+    sync_once(store.clone(), FOREVER).await?;
+    let before = traffic(relay.addr).await?;
+    let t = Instant::now();
+    sync_once(store.clone(), FOREVER).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let ours = traffic(relay.addr).await? - before;
+    relay.stop().await;
+
+    let server_docs: Vec<Automerge> = docs.iter().map(|(_, d)| d.clone()).collect();
+    let mut client_docs = server_docs.clone();
+    let addr = naive::serve(server_docs).await?;
+    let cost = naive::sync_all(addr, &mut client_docs).await?;
+    let sizes = json!({ "docs": count, "baseline_docs_preloaded": true });
+    Ok(vec![
+        Row::new(
+            "idle_reconnect",
+            "bytes on the wire",
+            ours.bytes,
+            cost.bytes,
+            "B",
+            NAIVE,
+            sizes.clone(),
+        ),
+        Row::new(
+            "idle_reconnect",
+            "frames",
+            ours.frames,
+            cost.messages,
+            "frames",
+            NAIVE,
+            sizes.clone(),
+        ),
+        Row::new(
+            "idle_reconnect",
+            "wall time",
+            secs,
+            cost.secs,
+            "s",
+            NAIVE,
+            sizes,
+        ),
+    ])
+}
+
+/// Reconnect of a reader after a writer made `k` edits over `m` documents, for each k.
+pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row>> {
+    let scratch = Scratch::new()?;
+    let docs = docs(count, 20)?;
+    let ids: Vec<DocId> = docs.iter().map(|(id, _)| *id).collect();
+    let relay_dir = scratch.path("relay");
+    relay_with(&relay_dir, &docs)?;
+    let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
+    let writer = replica(&scratch.path("w"), &relay_dir, &relay.url(), "w")?;
+    let reader = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
+    sync_once(writer.clone(), FOREVER).await?;
+    sync_once(reader.clone(), FOREVER).await?;
+    let mut rows = Vec::new();
+    for (round, &k) in ks.iter().enumerate() {
+        let m = k.min(count);
+        for i in 0..k {
+            let doc = ids[i % m];
+            let note = uuid::Uuid::from_u64_pair(0xED17 + round as u64, i as u64);
+            writer.edit_doc(doc, |d| {
+                ficha_domain::add_note(
+                    d,
+                    note,
+                    "Called to confirm the appointment; prefers SMS.",
+                    1_800_000_000_000,
+                )
+            })?;
+        }
+        let change_bytes: usize = SyncStore(&writer)
+            .outbox_batch(usize::MAX, usize::MAX)?
+            .map_or(0, |u| {
+                u.docs
+                    .iter()
+                    .flat_map(|d| d.changes.iter())
+                    .map(|c| c.len())
+                    .sum()
+            });
+        sync_once(writer.clone(), FOREVER).await?;
+        let before = traffic(relay.addr).await?;
+        sync_once(reader.clone(), FOREVER).await?;
+        let ours = traffic(relay.addr).await? - before;
+        let budget = change_bytes as f64 + 64.0 * m as f64;
+        rows.push(Row::new(
+            "reconnect_after_edits",
+            format!("bytes, k={k} m={m}"),
+            ours.bytes,
+            budget,
+            "B",
+            "size of the changes + 64 B per changed doc",
+            json!({ "docs": count, "k": k, "m": m, "change_bytes": change_bytes }),
+        ));
+    }
+    relay.stop().await;
+    Ok(rows)
+}
