@@ -147,6 +147,88 @@ impl Replica {
         self.changed.notify_one();
     }
 
+    /// Runs `f` and appends an activity-log entry in the same transaction.
+    fn logged<T>(
+        &self,
+        id: DocId,
+        kind: &str,
+        text: &str,
+        f: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, ficha_domain::DomainError>,
+    ) -> Result<T, AppError> {
+        let who = self.store.identity().name.clone();
+        let out = self.store.edit_doc(id, |d| {
+            let out = f(d)?;
+            ficha_domain::log_event(d, Uuid::new_v4(), &who, kind, text, now_ms())?;
+            Ok::<T, ficha_domain::DomainError>(out)
+        })?;
+        self.edited();
+        Ok(out)
+    }
+
+    /// Adds an item to a section (emails, phones, addresses, allergies, skin_tests, reviews,
+    /// contacts, files) and returns its id.
+    pub fn add_item(
+        &self,
+        id: DocId,
+        section: &str,
+        values: &[(String, String)],
+    ) -> Result<Uuid, AppError> {
+        let item = Uuid::new_v4();
+        self.logged(id, &format!("{section}_added"), &describe(values), |d| {
+            ficha_domain::add_item(d, section, item, values, now_ms())
+        })?;
+        Ok(item)
+    }
+
+    /// Changes fields of an item.
+    pub fn set_item(
+        &self,
+        id: DocId,
+        section: &str,
+        item: Uuid,
+        values: &[(String, String)],
+    ) -> Result<(), AppError> {
+        self.logged(id, &format!("{section}_changed"), &describe(values), |d| {
+            ficha_domain::set_item(d, section, item, values)
+        })
+    }
+
+    /// Removes an item (clinical items are deactivated instead).
+    pub fn remove_item(&self, id: DocId, section: &str, item: Uuid) -> Result<(), AppError> {
+        self.logged(id, &format!("{section}_removed"), &item.to_string(), |d| {
+            ficha_domain::remove_item(d, section, item)
+        })
+    }
+
+    /// Adds or removes a group.
+    pub fn group(&self, id: DocId, group: &str, add: bool) -> Result<(), AppError> {
+        let kind = if add { "group_added" } else { "group_removed" };
+        self.logged(id, kind, group, |d| {
+            if add {
+                ficha_domain::add_group(d, group)
+            } else {
+                ficha_domain::remove_group(d, group)
+            }
+        })
+    }
+
+    /// Moves a client to active, archived or trashed.
+    pub fn set_state(&self, id: DocId, state: &str) -> Result<(), AppError> {
+        self.logged(id, state, &format!("state set to {state}"), |d| {
+            ficha_domain::set_state(d, state, now_ms())
+        })
+    }
+
+    /// Logs a contact or event by hand.
+    pub fn log(&self, id: DocId, kind: &str, text: &str) -> Result<(), AppError> {
+        if kind.trim().is_empty() || text.trim().is_empty() {
+            return Err(AppError::BadInput(
+                "a log entry needs a kind and a text".into(),
+            ));
+        }
+        self.logged(id, kind, text, |_| Ok(()))
+    }
+
     /// Creates a client and returns its id.
     pub fn add_client(
         &self,
@@ -159,8 +241,10 @@ impl Replica {
         self.check_granted(&company)?;
         let id = Uuid::new_v4();
         let doc = DocId::from(id);
+        let who = self.store.identity().name.clone();
         self.store.create_doc(doc, &company, |d| {
-            ficha_domain::new_client(d, id, company.as_str(), name, email, phone, now_ms())
+            ficha_domain::new_client(d, id, company.as_str(), name, email, phone, now_ms())?;
+            ficha_domain::log_event(d, Uuid::new_v4(), &who, "created", name, now_ms())
         })?;
         self.edited();
         Ok(doc)
@@ -168,18 +252,17 @@ impl Replica {
 
     /// Sets one field of a client.
     pub fn set_field(&self, id: DocId, field: &str, value: &str) -> Result<(), AppError> {
-        self.store
-            .edit_doc(id, |d| ficha_domain::set_field(d, field, value))?;
-        self.edited();
-        Ok(())
+        self.logged(id, "field_set", &format!("{field} = {value}"), |d| {
+            ficha_domain::set_field(d, field, value)
+        })
     }
 
     /// Adds a note and returns its id.
     pub fn add_note(&self, id: DocId, text: &str) -> Result<Uuid, AppError> {
         let note = Uuid::new_v4();
-        self.store
-            .edit_doc(id, |d| ficha_domain::add_note(d, note, text, now_ms()))?;
-        self.edited();
+        self.logged(id, "note_added", text, |d| {
+            ficha_domain::add_note(d, note, text, now_ms())
+        })?;
         Ok(note)
     }
 
@@ -196,10 +279,9 @@ impl Replica {
             AppError::BadInput(format!("priority {priority:?} is not low, normal or high"))
         })?;
         let comment = Uuid::new_v4();
-        self.store.edit_doc(id, |d| {
+        self.logged(id, "comment_added", text, |d| {
             ficha_domain::add_comment(d, comment, text, private, pinned, priority, now_ms())
         })?;
-        self.edited();
         Ok(comment)
     }
 
@@ -217,10 +299,9 @@ impl Replica {
             ))
         })?;
         let alert = Uuid::new_v4();
-        self.store.edit_doc(id, |d| {
+        self.logged(id, "alert_added", description, |d| {
             ficha_domain::add_alert(d, alert, kind, priority, description, now_ms())
         })?;
-        self.edited();
         Ok(alert)
     }
 
@@ -250,6 +331,25 @@ impl Replica {
     pub fn pending_upload(&self) -> Result<u64, AppError> {
         Ok(self.store.pending_upload()?)
     }
+}
+
+fn describe(values: &[(String, String)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses `key=value` arguments.
+pub fn parse_pairs(args: &[String]) -> Result<Vec<(String, String)>, AppError> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| AppError::BadInput(format!("{a:?} is not key=value")))
+        })
+        .collect()
 }
 
 /// The status the API and CLI report.

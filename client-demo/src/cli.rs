@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::Notify;
 
-use crate::app::{Replica, parse_id};
+use crate::app::{Replica, parse_id, parse_pairs};
 use crate::http::{ApiState, router};
 use crate::sync::{SyncStatus, run_forever, sync_once};
 
@@ -51,6 +51,16 @@ pub enum Command {
     /// Alerts on a client.
     #[command(subcommand)]
     Alert(AlertCmd),
+    /// Items of the other sections: emails, phones, addresses, allergies, skin_tests,
+    /// reviews, contacts, files.
+    #[command(subcommand)]
+    Item(ItemCmd),
+    /// Client groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// The activity log (bitácora).
+    #[command(subcommand)]
+    Log(LogCmd),
     /// One full sync round with the relay, then exit.
     Sync {
         /// Give up after this many seconds.
@@ -95,10 +105,62 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Archives a client (a former client; keeps all history).
+    Archive { id: String },
+    /// Moves a client to the trash (restorable).
+    Trash { id: String },
+    /// Makes an archived or trashed client active again.
+    Restore { id: String },
     /// Lists clients.
     List {
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `ficha item …`
+#[derive(Subcommand)]
+pub enum ItemCmd {
+    /// Adds an item: `ficha item add ID allergies type=latex severity=severe`; prints its id.
+    Add {
+        id: String,
+        section: String,
+        values: Vec<String>,
+    },
+    /// Changes fields: `ficha item set ID skin_tests ITEM status=satisfactory`.
+    Set {
+        id: String,
+        section: String,
+        item: String,
+        values: Vec<String>,
+    },
+    /// Removes an item (allergies, alerts and skin tests are deactivated instead).
+    Remove {
+        id: String,
+        section: String,
+        item: String,
+    },
+}
+
+/// `ficha group …`
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Adds the client to a group.
+    Add { id: String, group: String },
+    /// Removes the client from a group.
+    Remove { id: String, group: String },
+}
+
+/// `ficha log …`
+#[derive(Subcommand)]
+pub enum LogCmd {
+    /// Logs a contact or event with the client.
+    Add {
+        id: String,
+        #[arg(long, default_value = "contact")]
+        kind: String,
+        #[arg(long)]
+        text: String,
     },
 }
 
@@ -143,6 +205,10 @@ pub enum AlertCmd {
         #[arg(long)]
         description: String,
     },
+}
+
+fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(s.trim()).with_context(|| format!("{s:?} is not a valid item id"))
 }
 
 fn data_dir(data: &Option<PathBuf>) -> Result<&Path> {
@@ -195,6 +261,41 @@ pub async fn run(cli: Cli) -> Result<()> {
                 replica.add_alert(parse_id(&id)?, &kind, &priority, &description)?
             );
         }
+        Command::Item(c) => match c {
+            ItemCmd::Add {
+                id,
+                section,
+                values,
+            } => {
+                let item = replica.add_item(parse_id(&id)?, &section, &parse_pairs(&values)?)?;
+                println!("{item}");
+            }
+            ItemCmd::Set {
+                id,
+                section,
+                item,
+                values,
+            } => {
+                replica.set_item(
+                    parse_id(&id)?,
+                    &section,
+                    parse_uuid(&item)?,
+                    &parse_pairs(&values)?,
+                )?;
+            }
+            ItemCmd::Remove { id, section, item } => {
+                replica.remove_item(parse_id(&id)?, &section, parse_uuid(&item)?)?;
+            }
+        },
+        Command::Group(GroupCmd::Add { id, group }) => {
+            replica.group(parse_id(&id)?, &group, true)?
+        }
+        Command::Group(GroupCmd::Remove { id, group }) => {
+            replica.group(parse_id(&id)?, &group, false)?
+        }
+        Command::Log(LogCmd::Add { id, kind, text }) => {
+            replica.log(parse_id(&id)?, &kind, &text)?
+        }
         Command::Sync { timeout_secs } => {
             sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
             eprintln!(
@@ -232,6 +333,9 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             println!("{id}");
         }
         ClientCmd::Set { id, field, value } => replica.set_field(parse_id(&id)?, &field, &value)?,
+        ClientCmd::Archive { id } => replica.set_state(parse_id(&id)?, "archived")?,
+        ClientCmd::Trash { id } => replica.set_state(parse_id(&id)?, "trashed")?,
+        ClientCmd::Restore { id } => replica.set_state(parse_id(&id)?, "active")?,
         ClientCmd::Show { id, json } => {
             let view = replica.show(parse_id(&id)?)?;
             if json {

@@ -48,6 +48,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/clients/{id}/notes", post(add_note))
         .route("/api/clients/{id}/comments", post(add_comment))
         .route("/api/clients/{id}/alerts", post(add_alert))
+        .route("/api/clients/{id}/items/{section}", post(add_item))
+        .route(
+            "/api/clients/{id}/items/{section}/{item}",
+            post(set_item).delete(remove_item),
+        )
+        .route("/api/clients/{id}/groups", post(group))
+        .route("/api/clients/{id}/state", post(set_state))
+        .route("/api/clients/{id}/log", post(log))
         .with_state(state)
 }
 
@@ -162,4 +170,99 @@ async fn add_alert(
         .replica
         .add_alert(parse_id(&id)?, &b.kind, &b.priority, &b.description)?;
     Ok(Json(json!({ "id": a.to_string() })))
+}
+
+fn pairs(body: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    body.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+fn item_id(s: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(s)
+        .map_err(|_| AppError::BadInput(format!("{s:?} is not a valid item id")))
+}
+
+async fn add_item(
+    State(s): State<ApiState>,
+    Path((id, section)): Path<(String, String)>,
+    Json(b): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult {
+    let item = s.replica.add_item(parse_id(&id)?, &section, &pairs(b))?;
+    Ok(Json(json!({ "id": item.to_string() })))
+}
+
+async fn set_item(
+    State(s): State<ApiState>,
+    Path((id, section, item)): Path<(String, String, String)>,
+    Json(b): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult {
+    s.replica
+        .set_item(parse_id(&id)?, &section, item_id(&item)?, &pairs(b))?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn remove_item(
+    State(s): State<ApiState>,
+    Path((id, section, item)): Path<(String, String, String)>,
+) -> ApiResult {
+    s.replica
+        .remove_item(parse_id(&id)?, &section, item_id(&item)?)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct GroupBody {
+    group: String,
+    #[serde(default)]
+    remove: bool,
+}
+
+async fn group(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<GroupBody>,
+) -> ApiResult {
+    s.replica.group(parse_id(&id)?, &b.group, !b.remove)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct StateBody {
+    state: String,
+}
+
+async fn set_state(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<StateBody>,
+) -> ApiResult {
+    s.replica.set_state(parse_id(&id)?, &b.state)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct LogBody {
+    #[serde(default = "contact")]
+    kind: String,
+    text: String,
+}
+
+fn contact() -> String {
+    "contact".into()
+}
+
+async fn log(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<LogBody>,
+) -> ApiResult {
+    s.replica.log(parse_id(&id)?, &b.kind, &b.text)?;
+    Ok(Json(json!({ "ok": true })))
 }

@@ -73,8 +73,14 @@ pub fn new_client(
     if let Some(p) = phone {
         doc.put(ROOT, "phone", p)?;
     }
-    doc.put(ROOT, ARCHIVED, false)?;
-    for list in [NOTES, COMMENTS, ALERTS] {
+    doc.put(ROOT, "state", "active")?;
+    // Every collection is created here, by the one replica that creates the client: two
+    // replicas creating the same map concurrently would leave one map hiding the other.
+    let sections = crate::sections::SECTIONS.iter().map(|s| s.name);
+    for list in [NOTES, COMMENTS, ALERTS, "groups", "log"]
+        .into_iter()
+        .chain(sections)
+    {
         doc.put_object(ROOT, list, ObjType::Map)?;
     }
     Ok(())
@@ -83,6 +89,17 @@ pub fn new_client(
 /// Sets one scalar field; each field is its own register, so concurrent edits of different
 /// fields never interfere.
 pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), DomainError> {
+    if crate::profile::PROFILE_FIELDS.contains(&field) {
+        crate::profile::check(field, value)?;
+        doc.put(ROOT, field, value)?;
+        return Ok(());
+    }
+    if field == crate::profile::ADDITIONAL_INFO {
+        return crate::profile::set_additional_info(doc, value);
+    }
+    if field == "state" {
+        return crate::profile::set_state(doc, value, 0);
+    }
     if field == ARCHIVED {
         let archived = value
             .parse::<bool>()
@@ -95,7 +112,13 @@ pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), D
     if !TEXT_FIELDS.contains(&field) {
         return Err(DomainError::UnknownField {
             field: field.into(),
-            valid: [TEXT_FIELDS, &[ARCHIVED]].concat().join(", "),
+            valid: [
+                TEXT_FIELDS,
+                crate::profile::PROFILE_FIELDS,
+                &[crate::profile::ADDITIONAL_INFO, ARCHIVED, "state"],
+            ]
+            .concat()
+            .join(", "),
         });
     }
     check_field(field, value)?;
@@ -105,8 +128,7 @@ pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), D
 
 /// Archives or reactivates the client.
 pub fn set_archived(doc: &mut AutoCommit, archived: bool) -> Result<(), DomainError> {
-    doc.put(ROOT, ARCHIVED, archived)?;
-    Ok(())
+    crate::profile::set_state(doc, if archived { "archived" } else { "active" }, 0)
 }
 
 /// Adds a note; its body is Automerge text so concurrent edits of it both survive.

@@ -9,17 +9,28 @@
 //! - note and comment bodies and alert descriptions are Automerge text, so concurrent edits of
 //!   one body both survive.
 //!
+//! - the other collections (emails, phones, addresses, allergies, skin tests, reviews, contacts,
+//!   files) follow the same rules, described once in [`sections::SECTIONS`]; allergies, alerts
+//!   and skin tests are deactivated, never deleted;
+//! - a skin test's status only moves forward, also through a merge ([`skin`]);
+//! - groups are a set; the activity log only grows.
+//!
 //! Nothing here reads a clock or a random source: ids and timestamps are arguments.
 
 mod edit;
 mod error;
 mod kinds;
+pub mod profile;
 mod read;
 pub mod schema;
+pub mod sections;
+pub mod skin;
 mod view;
 
 pub use edit::{add_alert, add_comment, add_note, new_client, set_archived, set_field};
 pub use error::DomainError;
 pub use kinds::{AlertPriority, Priority};
+pub use profile::{add_group, log_event, remove_group, set_state};
 pub use schema::SCHEMA_VERSION;
-pub use view::{Alert, ClientSummary, ClientView, Comment, Note, summary, view};
+pub use sections::{add_item, remove_item, set_item};
+pub use view::{Alert, ClientSummary, ClientView, Comment, LogEntry, Note, summary, view};

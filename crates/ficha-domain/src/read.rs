@@ -66,3 +66,40 @@ pub fn map(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<ObjId>, 
         _ => None,
     })
 }
+
+/// The text object at `key`, if it is one.
+pub fn text_obj(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<ObjId>, DomainError> {
+    Ok(match doc.get(obj, key)? {
+        Some((Value::Object(ObjType::Text), id)) => Some(id),
+        _ => None,
+    })
+}
+
+/// The strings of a list at `key` (empty if absent).
+pub fn strings(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Vec<String>, DomainError> {
+    let Some((Value::Object(ObjType::List), list)) = doc.get(obj, key)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for i in 0..doc.length(&list) {
+        if let Some((Value::Scalar(s), _)) = doc.get(&list, i)?
+            && let ScalarValue::Str(s) = s.as_ref()
+        {
+            out.push(s.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The keys of the map at `key` whose value is `true`, sorted.
+pub fn flags(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Vec<String>, DomainError> {
+    let Some(m) = map(doc, obj, key)? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = doc
+        .keys(&m)
+        .filter(|k| boolean(doc, &m, k).unwrap_or(false))
+        .collect();
+    out.sort();
+    Ok(out)
+}

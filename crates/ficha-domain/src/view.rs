@@ -83,6 +83,36 @@ pub struct ClientView {
     pub alerts: Vec<Alert>,
     /// For each field edited concurrently, the values that lost (the winner is the field).
     pub conflicts: BTreeMap<String, Vec<String>>,
+    /// active, archived or trashed.
+    pub state: String,
+    /// When it was trashed (ms), if it is.
+    pub trashed_at: Option<i64>,
+    /// General and personal data (first_name, tax_id, birth_date, …), null when unset.
+    pub profile: BTreeMap<String, Option<String>>,
+    /// Free-text additional information.
+    pub additional_info: String,
+    /// Client groups, sorted.
+    pub groups: Vec<String>,
+    /// The activity log (bitácora), oldest first.
+    pub log: Vec<LogEntry>,
+    /// Emails, phones, addresses, allergies, skin tests, reviews, contacts, files.
+    #[serde(flatten)]
+    pub sections: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One entry of the activity log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Its id.
+    pub id: String,
+    /// When (ms).
+    pub at: i64,
+    /// Who (replica or person).
+    pub who: String,
+    /// What kind of event (note_added, contact, archived…).
+    pub kind: String,
+    /// Details.
+    pub text: String,
 }
 
 /// What lists show without loading the record.
@@ -130,7 +160,7 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
     let mut heads: Vec<String> = doc.get_heads().iter().map(ToString::to_string).collect();
     heads.sort();
     let mut conflicts = BTreeMap::new();
-    for field in TEXT_FIELDS {
+    for field in TEXT_FIELDS.iter().chain(crate::profile::PROFILE_FIELDS) {
         let all = read::all_strings(doc, &ROOT, field)?;
         if all.len() > 1 {
             conflicts.insert((*field).to_string(), all[1..].to_vec());
@@ -142,7 +172,7 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
         name: required(doc, "name")?,
         email: read::string(doc, &ROOT, "email")?,
         phone: read::string(doc, &ROOT, "phone")?,
-        archived: read::boolean(doc, &ROOT, ARCHIVED)?,
+        archived: is_archived(doc)?,
         created_at: read::int(doc, &ROOT, CREATED_AT)?,
         heads,
         notes: items(doc, NOTES, |id, o, at| {
@@ -173,7 +203,50 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
             })
         })?,
         conflicts,
+        state: read::string(doc, &ROOT, "state")?.unwrap_or_else(|| "active".into()),
+        trashed_at: doc
+            .get(ROOT, "trashed_at")?
+            .map(|_| read::int(doc, &ROOT, "trashed_at"))
+            .transpose()?,
+        profile: crate::profile::PROFILE_FIELDS
+            .iter()
+            .map(|f| Ok(((*f).to_string(), read::string(doc, &ROOT, f)?)))
+            .collect::<Result<_, DomainError>>()?,
+        additional_info: s(&ROOT, crate::profile::ADDITIONAL_INFO)?,
+        groups: read::flags(doc, &ROOT, "groups")?,
+        log: log_entries(doc)?,
+        sections: crate::sections::view_sections(doc)?,
     })
+}
+
+fn log_entries(doc: &Automerge) -> Result<Vec<LogEntry>, DomainError> {
+    let Some(log) = read::map(doc, &ROOT, "log")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for id in doc.keys(&log) {
+        if let Some(e) = read::map(doc, &log, &id)? {
+            out.push(LogEntry {
+                at: read::int(doc, &e, "at")?,
+                who: read::string(doc, &e, "who")?.unwrap_or_default(),
+                kind: read::string(doc, &e, "kind")?.unwrap_or_default(),
+                text: read::string(doc, &e, "text")?.unwrap_or_default(),
+                id,
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    Ok(out)
+}
+
+/// `state` is the one register of the lifecycle; `archived` is derived from it so that
+/// concurrent changes can never leave the two disagreeing (documents older than `state`
+/// fall back to their `archived` flag).
+fn is_archived(doc: &impl ReadDoc) -> Result<bool, DomainError> {
+    match read::string(doc, &ROOT, "state")? {
+        Some(state) => Ok(state == "archived"),
+        None => read::boolean(doc, &ROOT, ARCHIVED),
+    }
 }
 
 /// Reads only what lists need.
@@ -183,6 +256,6 @@ pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
         id: Uuid::parse_str(&id).map_err(|e| DomainError::NotAClient(format!("bad id: {e}")))?,
         company: required(doc, COMPANY)?,
         name: required(doc, "name")?,
-        archived: read::boolean(doc, &ROOT, ARCHIVED)?,
+        archived: is_archived(doc)?,
     })
 }

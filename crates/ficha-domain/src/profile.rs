@@ -1,0 +1,117 @@
+//! The client's own fields beyond name, email and phone; groups; lifecycle; activity log.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ROOT};
+use uuid::Uuid;
+
+use crate::error::DomainError;
+use crate::read;
+use crate::sections::check_date;
+
+/// Scalar fields of the general and personal data, each its own register.
+pub const PROFILE_FIELDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "legal_name",
+    "tax_id",
+    "birth_date",
+    "gender",
+    "preferred_language",
+    "origin",
+    "home_centre",
+    "assigned_employee",
+    "code",
+];
+
+/// The free-text field, stored as Automerge text.
+pub const ADDITIONAL_INFO: &str = "additional_info";
+
+/// Lifecycle states.
+pub const STATES: &[&str] = &["active", "archived", "trashed"];
+
+/// Checks a profile field's value.
+pub fn check(field: &str, value: &str) -> Result<(), DomainError> {
+    match field {
+        "birth_date" if !value.is_empty() => check_date(field, value),
+        "gender" if !["female", "male", "other", "unspecified", ""].contains(&value) => {
+            Err(DomainError::InvalidValue {
+                field: field.into(),
+                reason: "must be female, male, other or unspecified".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Replaces the additional information text (a diff, so concurrent edits merge).
+pub fn set_additional_info(doc: &mut AutoCommit, value: &str) -> Result<(), DomainError> {
+    match read::text_obj(doc, &ROOT, ADDITIONAL_INFO)? {
+        Some(t) => doc.update_text(&t, value)?,
+        None => {
+            let t = doc.put_object(ROOT, ADDITIONAL_INFO, ObjType::Text)?;
+            doc.splice_text(&t, 0, 0, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the client to a group (a set: concurrent additions all survive).
+pub fn add_group(doc: &mut AutoCommit, group: &str) -> Result<(), DomainError> {
+    let group = group.trim();
+    if group.is_empty() {
+        return Err(DomainError::InvalidValue {
+            field: "group".into(),
+            reason: "must not be empty".into(),
+        });
+    }
+    let groups = match read::map(doc, &ROOT, "groups")? {
+        Some(g) => g,
+        None => doc.put_object(ROOT, "groups", ObjType::Map)?,
+    };
+    doc.put(&groups, group, true)?;
+    Ok(())
+}
+
+/// Removes the client from a group.
+pub fn remove_group(doc: &mut AutoCommit, group: &str) -> Result<(), DomainError> {
+    if let Some(groups) = read::map(doc, &ROOT, "groups")? {
+        doc.delete(&groups, group)?;
+    }
+    Ok(())
+}
+
+/// Moves the client to `state` (active, archived or trashed).
+pub fn set_state(doc: &mut AutoCommit, state: &str, now_ms: i64) -> Result<(), DomainError> {
+    if !STATES.contains(&state) {
+        return Err(DomainError::InvalidValue {
+            field: "state".into(),
+            reason: format!("{state:?} is not one of: {}", STATES.join(", ")),
+        });
+    }
+    doc.put(ROOT, "state", state)?;
+    if state == "trashed" {
+        doc.put(ROOT, "trashed_at", now_ms)?;
+    }
+    Ok(())
+}
+
+/// Appends an entry to the activity log (bitácora). There is no way to remove one.
+pub fn log_event(
+    doc: &mut AutoCommit,
+    id: Uuid,
+    who: &str,
+    kind: &str,
+    text: &str,
+    now_ms: i64,
+) -> Result<(), DomainError> {
+    let log = match read::map(doc, &ROOT, "log")? {
+        Some(l) => l,
+        None => doc.put_object(ROOT, "log", ObjType::Map)?,
+    };
+    let entry = doc.put_object(&log, id.to_string(), ObjType::Map)?;
+    doc.put(&entry, "at", now_ms)?;
+    doc.put(&entry, "who", who)?;
+    doc.put(&entry, "kind", kind)?;
+    doc.put(&entry, "text", text)?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The whole client file through the real binaries: sections, groups, lifecycle and the
+//! activity log, edited on two branches offline and merged.
+
+use anyhow::Result;
+use ficha_e2e::{Relay, Replica};
+
+#[test]
+fn the_whole_file_merges_across_branches() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "branch-a",
+        &relay.url(),
+        &relay.token("branch-a", &["acme"], false)?,
+    )?;
+    let b = Replica::init(
+        &tmp.path().join("b"),
+        "branch-b",
+        &relay.url(),
+        &relay.token("branch-b", &["acme"], false)?,
+    )?;
+    let id = a.ok(&["client", "add", "--company", "acme", "--name", "Marta Gil"])?;
+    let test = a.ok(&[
+        "item",
+        "add",
+        &id,
+        "skin_tests",
+        "responsible=Dr. Ruiz",
+        "description=patch test",
+    ])?;
+    a.sync()?;
+    b.sync()?;
+
+    // Offline on both sides.
+    a.ok(&[
+        "item",
+        "set",
+        &id,
+        "skin_tests",
+        &test,
+        "status=in_progress",
+    ])?;
+    a.ok(&[
+        "item",
+        "set",
+        &id,
+        "skin_tests",
+        &test,
+        "status=satisfactory",
+    ])?;
+    let allergy = a.ok(&[
+        "item",
+        "add",
+        &id,
+        "allergies",
+        "type=latex",
+        "severity=severe",
+        "diagnosed_on=2024-05-02",
+    ])?;
+    a.ok(&[
+        "item",
+        "add",
+        &id,
+        "emails",
+        "value=marta@work.es",
+        "kind=work",
+        "primary=true",
+    ])?;
+    a.ok(&["client", "set", &id, "tax_id", "12345678Z"])?;
+    a.ok(&["group", "add", &id, "vip"])?;
+    b.ok(&[
+        "item",
+        "add",
+        &id,
+        "emails",
+        "value=marta@gmail.com",
+        "kind=personal",
+        "primary=true",
+    ])?;
+    b.ok(&[
+        "item",
+        "add",
+        &id,
+        "reviews",
+        "rating=5",
+        "text=Great service",
+        "source=google",
+    ])?;
+    b.ok(&[
+        "item",
+        "add",
+        &id,
+        "contacts",
+        "name=Luis Gil",
+        "role=husband",
+        "phone=+34 600 1",
+    ])?;
+    b.ok(&["group", "add", &id, "newsletter"])?;
+    b.ok(&[
+        "log",
+        "add",
+        &id,
+        "--kind",
+        "call",
+        "--text",
+        "Confirmed Tuesday",
+    ])?;
+    b.ok(&["client", "archive", &id])?;
+
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let (va, vb) = (a.show(&id)?, b.show(&id)?);
+    assert_eq!(va, vb);
+    assert_eq!(
+        va["skin_tests"][0]["status"], "satisfactory",
+        "b's stale pending did not win"
+    );
+    assert_eq!(va["allergies"][0]["severity"], "severe");
+    assert_eq!(va["emails"].as_array().map(Vec::len), Some(2));
+    assert_eq!(va["reviews"][0]["rating"], 5);
+    assert_eq!(va["contacts"][0]["name"], "Luis Gil");
+    assert_eq!(va["groups"], serde_json::json!(["newsletter", "vip"]));
+    assert_eq!(va["profile"]["tax_id"], "12345678Z");
+    assert_eq!(va["state"], "archived");
+    assert_eq!(va["archived"], true);
+    let log = va["log"].as_array().cloned().unwrap_or_default();
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "call" && e["who"] == "branch-b")
+    );
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "skin_tests_changed" && e["who"] == "branch-a")
+    );
+    assert!(log.len() >= 12, "every action was logged: {}", log.len());
+
+    // Clinical items are deactivated, never deleted; bad values are refused.
+    a.ok(&["item", "remove", &id, "allergies", &allergy])?;
+    assert_eq!(a.show(&id)?["allergies"][0]["active"], false);
+    assert!(
+        !a.run(&["item", "set", &id, "skin_tests", &test, "status=pending"])?
+            .status
+            .success()
+    );
+    assert!(
+        !a.run(&["item", "add", &id, "reviews", "rating=9"])?
+            .status
+            .success()
+    );
+    assert!(
+        !a.run(&["item", "add", &id, "pets", "name=x"])?
+            .status
+            .success()
+    );
+    a.ok(&["client", "restore", &id])?;
+    assert_eq!(a.show(&id)?["state"], "active");
+    Ok(())
+}
