@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use ficha_core::{Company, DocId, ReplicaId, token};
+use ficha_domain::search::Filter;
 use ficha_domain::{AlertPriority, ClientSummary, Priority};
 use ficha_store::{Identity, Indexer, Store, StoreError};
 
@@ -317,14 +318,41 @@ impl Replica {
 
     /// Every client's summary, sorted by name then id, without loading any document.
     pub fn list(&self) -> Result<Vec<ClientSummary>, AppError> {
+        self.query(&Filter::default())
+    }
+
+    /// The clients matching `filter`, sorted by name then id, without loading any document.
+    pub fn query(&self, filter: &Filter) -> Result<Vec<ClientSummary>, AppError> {
         let mut out: Vec<ClientSummary> = self
             .store
             .summaries()?
             .into_iter()
             .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+            .filter(|c| filter.matches(c))
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            ficha_domain::search::normalise(&a.name)
+                .cmp(&ficha_domain::search::normalise(&b.name))
+                .then(a.id.cmp(&b.id))
+        });
         Ok(out)
+    }
+
+    /// The list's quick metrics over the clients matching `filter`.
+    pub fn metrics(&self, filter: &Filter) -> Result<serde_json::Value, AppError> {
+        let clients = self.query(filter)?;
+        let reviews: u32 = clients.iter().map(|c| c.reviews).sum();
+        let ratings: u32 = clients.iter().map(|c| c.rating_sum).sum();
+        let average = if reviews == 0 {
+            None
+        } else {
+            Some(f64::from(ratings) / f64::from(reviews))
+        };
+        Ok(serde_json::json!({
+            "total_clients": clients.len(),
+            "total_reviews": reviews,
+            "average_rating": average,
+        }))
     }
 
     /// Local changes the relay has not acknowledged yet.

@@ -111,11 +111,56 @@ pub enum ClientCmd {
     Trash { id: String },
     /// Makes an archived or trashed client active again.
     Restore { id: String },
-    /// Lists clients.
+    /// Lists clients (trashed ones only with --state trashed).
     List {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: ListFilter,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Show at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
     },
+    /// Total clients, total reviews and average rating of the clients a filter selects.
+    Stats {
+        #[command(flatten)]
+        filter: ListFilter,
+    },
+}
+
+/// Which clients a list selects.
+#[derive(clap::Args, Default)]
+pub struct ListFilter {
+    /// Accent- and case-insensitive text: name, email, phone, tax id or code.
+    #[arg(long)]
+    pub search: Option<String>,
+    #[arg(long)]
+    pub company: Option<String>,
+    /// active, archived or trashed.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long)]
+    pub centre: Option<String>,
+    #[arg(long)]
+    pub origin: Option<String>,
+}
+
+impl From<ListFilter> for ficha_domain::search::Filter {
+    fn from(f: ListFilter) -> Self {
+        Self {
+            text: f.search,
+            company: f.company,
+            state: f.state,
+            group: f.group,
+            centre: f.centre,
+            origin: f.origin,
+        }
+    }
 }
 
 /// `ficha item …`
@@ -344,8 +389,24 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             }
         }
-        ClientCmd::List { json } => {
-            let list = replica.list()?;
+        ClientCmd::Stats { filter } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&replica.metrics(&filter.into())?)?
+            );
+        }
+        ClientCmd::List {
+            json,
+            filter,
+            offset,
+            limit,
+        } => {
+            let list: Vec<_> = replica
+                .query(&filter.into())?
+                .into_iter()
+                .skip(offset)
+                .take(limit.unwrap_or(usize::MAX))
+                .collect();
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/status", get(status))
+        .route("/api/metrics", get(metrics))
         .route("/api/clients", get(list).post(create))
         .route("/api/clients/{id}", get(show))
         .route("/api/clients/{id}/fields", post(set_field))
@@ -79,8 +80,46 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     Ok(Json(json!(status)))
 }
 
-async fn list(State(s): State<ApiState>) -> ApiResult {
-    Ok(Json(json!(s.replica.list()?)))
+/// Query parameters of `GET /api/clients` and `GET /api/metrics`.
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    search: Option<String>,
+    company: Option<String>,
+    state: Option<String>,
+    group: Option<String>,
+    centre: Option<String>,
+    origin: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> ficha_domain::search::Filter {
+        ficha_domain::search::Filter {
+            text: self.search.clone(),
+            company: self.company.clone(),
+            state: self.state.clone(),
+            group: self.group.clone(),
+            centre: self.centre.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
+    let page: Vec<_> = s
+        .replica
+        .query(&q.filter())?
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(Json(json!(page)))
+}
+
+async fn metrics(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
+    Ok(Json(s.replica.metrics(&q.filter())?))
 }
 
 #[derive(Deserialize)]

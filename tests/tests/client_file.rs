@@ -158,3 +158,72 @@ fn the_whole_file_merges_across_branches() -> Result<()> {
     assert_eq!(a.show(&id)?["state"], "active");
     Ok(())
 }
+
+#[test]
+fn the_list_searches_filters_and_counts_without_opening_documents() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "a",
+        &relay.url(),
+        &relay.token("a", &["acme", "beta"], false)?,
+    )?;
+    let jose = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "José Núñez",
+        "--phone",
+        "+34 600 11 22 33",
+    ])?;
+    let ana = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "beta",
+        "--name",
+        "Ana Ruiz",
+        "--email",
+        "ana@ruiz.es",
+    ])?;
+    let old = a.ok(&["client", "add", "--company", "acme", "--name", "Old Client"])?;
+    a.ok(&["group", "add", &jose, "vip"])?;
+    a.ok(&["item", "add", &jose, "reviews", "rating=5"])?;
+    a.ok(&["item", "add", &ana, "reviews", "rating=2"])?;
+    a.ok(&["client", "archive", &old])?;
+    let names = |args: &[&str]| -> Result<Vec<String>> {
+        let mut cmd = vec!["client", "list", "--json"];
+        cmd.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&a.ok(&cmd)?)?;
+        Ok(v.as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    };
+    assert_eq!(names(&["--search", "jose nunez"])?, ["José Núñez"]);
+    assert_eq!(names(&["--search", "600112233"])?, ["José Núñez"]);
+    assert_eq!(names(&["--search", "RUIZ.ES"])?, ["Ana Ruiz"]);
+    assert_eq!(names(&["--company", "beta"])?, ["Ana Ruiz"]);
+    assert_eq!(names(&["--group", "vip"])?, ["José Núñez"]);
+    assert_eq!(names(&["--state", "archived"])?, ["Old Client"]);
+    assert_eq!(names(&["--limit", "1", "--offset", "1"])?, ["José Núñez"]);
+    a.ok(&["client", "trash", &ana])?;
+    assert!(
+        !names(&[])?.contains(&"Ana Ruiz".to_string()),
+        "trash is hidden"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&a.ok(&["client", "stats", "--state", "active"])?)?;
+    assert_eq!(stats["total_clients"], 1);
+    let all: serde_json::Value =
+        serde_json::from_str(&a.ok(&["client", "stats", "--company", "acme"])?)?;
+    assert_eq!(all["total_reviews"], 1);
+    assert_eq!(all["average_rating"], 5.0);
+    Ok(())
+}

@@ -23,6 +23,7 @@ mod kinds;
 pub mod profile;
 mod read;
 pub mod schema;
+pub mod search;
 pub mod sections;
 pub mod skin;
 mod view;

@@ -115,7 +115,7 @@ pub struct LogEntry {
     pub text: String,
 }
 
-/// What lists show without loading the record.
+/// What lists show and search without loading the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSummary {
     /// The client id.
@@ -126,6 +126,36 @@ pub struct ClientSummary {
     pub name: String,
     /// Former client.
     pub archived: bool,
+    /// active, archived or trashed.
+    #[serde(default)]
+    pub state: String,
+    /// Main email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Main phone.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Tax id.
+    #[serde(default)]
+    pub tax_id: Option<String>,
+    /// Client code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Client groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Home centre.
+    #[serde(default)]
+    pub home_centre: Option<String>,
+    /// Origin.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Number of reviews.
+    #[serde(default)]
+    pub reviews: u32,
+    /// Sum of review ratings.
+    #[serde(default)]
+    pub rating_sum: u32,
 }
 
 fn required(doc: &impl ReadDoc, key: &str) -> Result<String, DomainError> {
@@ -252,10 +282,30 @@ fn is_archived(doc: &impl ReadDoc) -> Result<bool, DomainError> {
 /// Reads only what lists need.
 pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
     let id = required(doc, ID)?;
+    let text = |k: &str| read::string(doc, &ROOT, k);
+    let (mut reviews, mut rating_sum) = (0u32, 0u32);
+    if let Some(list) = read::map(doc, &ROOT, "reviews")? {
+        for key in doc.keys(&list) {
+            if let Some(r) = read::map(doc, &list, &key)? {
+                reviews += 1;
+                rating_sum += u32::try_from(read::int(doc, &r, "rating")?).unwrap_or(0);
+            }
+        }
+    }
     Ok(ClientSummary {
         id: Uuid::parse_str(&id).map_err(|e| DomainError::NotAClient(format!("bad id: {e}")))?,
         company: required(doc, COMPANY)?,
         name: required(doc, "name")?,
         archived: is_archived(doc)?,
+        state: text("state")?.unwrap_or_else(|| "active".into()),
+        email: text("email")?,
+        phone: text("phone")?,
+        tax_id: text("tax_id")?,
+        code: text("code")?,
+        groups: read::flags(doc, &ROOT, "groups")?,
+        home_centre: text("home_centre")?,
+        origin: text("origin")?,
+        reviews,
+        rating_sum,
     })
 }
