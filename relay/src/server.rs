@@ -273,9 +273,20 @@ async fn admin_revoke(
     let Some(name) = q.get("replica") else {
         return (StatusCode::BAD_REQUEST, "missing replica".to_string());
     };
-    let result = tokio::task::block_in_place(|| lock(&shared.relay).store_mut().revoke(name));
+    let result = tokio::task::block_in_place(|| {
+        let mut relay = lock(&shared.relay);
+        relay.store_mut().revoke(name)?;
+        Ok::<_, crate::store::RelayStoreError>(relay.revoked(name))
+    });
     match result {
-        Ok(()) => (StatusCode::OK, format!("revoked {name}")),
+        Ok(outputs) => {
+            let closed = outputs.len() / 2;
+            shared.dispatch(outputs);
+            (
+                StatusCode::OK,
+                format!("revoked {name}; closed {closed} open sessions"),
+            )
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -384,3 +384,38 @@ fn the_cli_explains_what_is_wrong_and_changes_nothing() -> Result<()> {
     assert_eq!(a.show(&id)?, before, "failed commands changed nothing");
     Ok(())
 }
+
+#[test]
+fn revoking_a_replica_refuses_it_while_the_relay_keeps_serving() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay_dir = tmp.path().join("relay");
+    let relay = Relay::start(&relay_dir, 0)?;
+    let a = Replica::init(
+        &tmp.path().join("a"),
+        "laptop-7",
+        &relay.url(),
+        &relay.token("laptop-7", &["acme"], false)?,
+    )?;
+    let b = Replica::init(
+        &tmp.path().join("b"),
+        "b",
+        &relay.url(),
+        &relay.token("b", &["acme"], false)?,
+    )?;
+    a.sync()?;
+    let out = std::process::Command::new(ficha_e2e::bin("ficha-relay"))
+        .args(["revoke", "--data"])
+        .arg(&relay_dir)
+        .args(["--replica", "laptop-7"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = a.run(&["sync", "--timeout-secs", "10"])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"));
+    b.sync()?;
+    Ok(())
+}

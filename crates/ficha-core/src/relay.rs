@@ -88,6 +88,8 @@ pub struct RelayConfig {
     pub max_upload_changes: usize,
     /// Documents repaired at once per session.
     pub max_repairs: usize,
+    /// Concurrent sessions one replica name (one token holder) may hold.
+    pub max_sessions_per_replica: usize,
 }
 
 impl RelayConfig {
@@ -101,6 +103,7 @@ impl RelayConfig {
             max_unacked_live: 4096,
             max_upload_changes: 10_000,
             max_repairs: 64,
+            max_sessions_per_replica: 4,
         }
     }
 }
@@ -244,6 +247,29 @@ impl<S: RelayStore> Relay<S> {
             .count()
     }
 
+    /// Ends every open session of a replica name whose tokens were just revoked; the driver
+    /// closes the returned connections.
+    pub fn revoked(&mut self, name: &str) -> Vec<Output> {
+        let conns: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.claims.replica == name)
+            .map(|(c, _)| *c)
+            .collect();
+        let frame = encode(&Frame::Error(ErrorFrame {
+            code: ErrorCode::Unauthorized,
+            message: TokenError::Revoked.to_string(),
+            fatal: true,
+        }));
+        let mut out = Vec::new();
+        for conn in conns {
+            out.push(Output::Send(conn, frame.clone()));
+            out.push(Output::Close(conn));
+            self.disconnect(conn);
+        }
+        out
+    }
+
     /// A connection opened; it must say hello first.
     pub fn connect(&mut self, conn: ConnId) {
         self.pending.insert(conn);
@@ -345,6 +371,15 @@ impl<S: RelayStore> Relay<S> {
                 format!(
                     "token for replica {:?} is bound to another replica id; issue a new token",
                     claims.replica
+                ),
+            ));
+        }
+        if self.sessions_of(&claims.replica) >= self.cfg.max_sessions_per_replica {
+            return Err(Refusal::new(
+                ErrorCode::Limit,
+                format!(
+                    "replica {:?} already holds {} sessions",
+                    claims.replica, self.cfg.max_sessions_per_replica
                 ),
             ));
         }
