@@ -36,6 +36,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Outgoing frames queued per session before it counts as too slow.
     pub queue: usize,
+    /// How often the background task folds feed entries (see `RedbRelayStore::compact`).
+    pub compact_every: Duration,
+    /// Documents folded per pass, so the relay stays responsive.
+    pub compact_batch: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +49,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             max_connections: 1000,
             queue: 256,
+            compact_every: Duration::from_secs(5),
+            compact_batch: 200,
         }
     }
 }
@@ -130,9 +136,27 @@ pub async fn run(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
+    let compactor = tokio::spawn(compact_forever(shared.clone()));
+    let result = axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    compactor.abort();
+    result
+}
+
+/// Folds feed entries in the background, a bounded batch per pass.
+async fn compact_forever(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.limits.compact_every);
+    loop {
+        tick.tick().await;
+        let batch = shared.limits.compact_batch;
+        let result = tokio::task::block_in_place(|| lock(&shared.relay).store_mut().compact(batch));
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(docs = n, "compacted feed entries"),
+            Err(e) => tracing::warn!(error = %e, "feed compaction failed"),
+        }
+    }
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -26,13 +26,7 @@ pub const AUTHOR: ReplicaId = ReplicaId([0xAA; 16]);
 pub fn client(n: u64, items: usize) -> Result<(DocId, Automerge)> {
     let mut doc = AutoCommit::new().with_actor(actor_for(AUTHOR, 1));
     let id = Uuid::from_u64_pair(0xF1C4A, n);
-    let text = |i: usize| {
-        format!(
-            "{i:04} {}",
-            "Visit notes: treatment applied, client satisfied, next appointment agreed. ".repeat(3)
-        )[..160]
-            .to_string()
-    };
+    let text = |i: usize| note_text(n, i);
     ficha_domain::new_client(
         &mut doc,
         id,
@@ -74,6 +68,67 @@ pub fn client(n: u64, items: usize) -> Result<(DocId, Automerge)> {
     Ok((DocId::from(id), doc.document().clone()))
 }
 
+const WORDS: &[&str] = &[
+    "cliente",
+    "cita",
+    "tratamiento",
+    "alergia",
+    "revisión",
+    "mañana",
+    "tarde",
+    "llamada",
+    "factura",
+    "presupuesto",
+    "piel",
+    "prueba",
+    "resultado",
+    "seguimiento",
+    "centro",
+    "doctora",
+    "prefers",
+    "morning",
+    "visit",
+    "treatment",
+    "invoice",
+    "follow-up",
+    "confirmed",
+    "called",
+    "pending",
+    "payment",
+    "skin",
+    "sensitive",
+    "product",
+    "session",
+    "next",
+    "week",
+    "notes",
+    "latex",
+    "cream",
+    "laser",
+    "review",
+    "email",
+    "phone",
+    "address",
+    "discount",
+    "wallet",
+];
+
+/// A 160-character note made of words chosen by a hash of (client, item): as varied as real
+/// notes, so no baseline gains from text repeated across items.
+pub fn note_text(client: u64, item: usize) -> String {
+    let mut x = client.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (item as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut out = String::new();
+    while out.chars().count() < 160 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+        out.push(' ');
+    }
+    out.chars().take(160).collect()
+}
+
 /// Every change of a document, in causal order.
 pub fn changes(doc: &Automerge) -> Vec<Change> {
     doc.get_changes(&[])
@@ -93,6 +148,8 @@ pub fn relay_with(dir: &Path, docs: &[(DocId, Automerge)]) -> Result<()> {
             .collect();
         store.ingest(AUTHOR, batch)?;
     }
+    // The steady state a serving relay's background compaction reaches.
+    while store.compact(1000)? > 0 {}
     Ok(())
 }
 

@@ -33,6 +33,12 @@ pub fn split(mut bytes: &[u8]) -> Result<Vec<Change>, ChangeError> {
     Ok(out)
 }
 
+/// True when `bytes` are exactly one saved Automerge document (not changes).
+pub fn is_saved_document(bytes: &[u8]) -> bool {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    bytes.len() > 9 && bytes[..4] == MAGIC && bytes[8] == 0 && chunk_len(bytes) == Some(bytes.len())
+}
+
 /// Length of the first Automerge chunk in `bytes`: magic (4), checksum (4), type (1),
 /// then a LEB128 length of the body.
 fn chunk_len(bytes: &[u8]) -> Option<usize> {
@@ -86,6 +92,18 @@ mod tests {
         bytes[last] ^= 0xff;
         assert!(parse(&bytes).is_err());
         assert!(parse(&bytes[..5]).is_err());
+    }
+
+    #[test]
+    fn saved_documents_are_told_from_changes() {
+        let cs = changes_by(ReplicaId([1; 16]), 3);
+        let mut doc = automerge::Automerge::new();
+        doc.apply_changes(cs.clone()).expect("apply");
+        assert!(is_saved_document(&doc.save()));
+        assert!(!is_saved_document(cs[0].raw_bytes()));
+        let mut two = doc.save();
+        two.extend(doc.save());
+        assert!(!is_saved_document(&two));
     }
 
     #[test]

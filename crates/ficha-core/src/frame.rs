@@ -159,7 +159,8 @@ pub struct FeedEntry {
     pub seq: Seq,
     /// The document changed.
     pub doc: DocId,
-    /// Concatenated raw Automerge changes (empty when the receiver wrote them itself).
+    /// Automerge bytes for `load_incremental`: concatenated changes, or one saved document
+    /// once the relay compacted the document's entries (empty when the receiver wrote them).
     #[serde(with = "serde_bytes")]
     pub changes: Vec<u8>,
 }

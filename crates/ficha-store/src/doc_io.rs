@@ -183,8 +183,13 @@ impl<'t> DocTables<'t> {
         if complete && (first || meta.chunks + 1 >= COMPACT_AFTER_CHUNKS) {
             // One transaction replaces the snapshot and drops the chunks: a crash leaves either
             // the old snapshot with its chunks or the new snapshot alone, never a gap.
-            self.snapshots
-                .insert(doc.as_bytes(), after.save().as_slice())?;
+            // A saved document from a compacted feed is already a snapshot: keep it as is.
+            let snapshot = if first && ficha_core::change::is_saved_document(bytes) {
+                bytes.to_vec()
+            } else {
+                after.save()
+            };
+            self.snapshots.insert(doc.as_bytes(), snapshot.as_slice())?;
             self.chunks
                 .retain_in((doc.as_bytes(), 0)..=(doc.as_bytes(), u32::MAX), |_, _| {
                     false

@@ -41,6 +41,7 @@ pub(super) fn copy_all(db: &Database, dest: &Path) -> Result<(), RelayStoreError
     copy(&src, &dst, COMPANY_DOCS)?;
     copy(&src, &dst, BINDINGS)?;
     copy(&src, &dst, REVOKED)?;
+    copy(&src, &dst, DIRTY)?;
     dst.commit()?;
     Ok(())
 }

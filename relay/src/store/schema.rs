@@ -24,3 +24,5 @@ pub const COMPANY_DOCS: TableDefinition<(&str, &[u8; 16]), ()> =
 pub const BINDINGS: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("bindings");
 /// Revoked replica names.
 pub const REVOKED: TableDefinition<&str, ()> = TableDefinition::new("revoked");
+/// Documents whose feed entries may be folded into one (see `RedbRelayStore::compact`).
+pub const DIRTY: TableDefinition<&[u8; 16], ()> = TableDefinition::new("dirty_docs");
