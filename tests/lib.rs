@@ -100,6 +100,11 @@ impl Relay {
         token(&self.data, replica, companies, read_only)
     }
 
+    /// A replica named `name` in `dir`, initialised with a fresh read-write token.
+    pub fn replica(&self, dir: &Path, name: &str, companies: &[&str]) -> Result<Replica> {
+        Replica::init(dir, name, &self.url(), &self.token(name, companies, false)?)
+    }
+
     /// Kills the relay (as a crash would).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -249,4 +254,16 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// The texts of a client's notes, as a set.
+pub fn note_texts(client: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    client["notes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["text"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -264,21 +264,36 @@ fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
         .is_some_and(|v| blake3::hash(v.as_bytes()) == blake3::hash(shared.admin_key.as_bytes()))
 }
 
+type AdminReply = (StatusCode, String);
+
+/// Checks the admin key and returns the one query parameter an admin call needs.
+fn admin_param(
+    shared: &Shared,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    name: &str,
+) -> Result<String, AdminReply> {
+    if !authorised(shared, headers) {
+        return Err((StatusCode::UNAUTHORIZED, "admin key required".into()));
+    }
+    q.get(name)
+        .cloned()
+        .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("missing {name}")))
+}
+
 async fn admin_backup(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    if !authorised(&shared, &headers) {
-        return (StatusCode::UNAUTHORIZED, "admin key required".to_string());
-    }
-    let Some(out) = q.get("out") else {
-        return (StatusCode::BAD_REQUEST, "missing out".to_string());
+) -> AdminReply {
+    let out = match admin_param(&shared, &headers, &q, "out") {
+        Ok(o) => o,
+        Err(reply) => return reply,
     };
     let result = tokio::task::block_in_place(|| {
         lock(&shared.relay)
             .store()
-            .backup(std::path::Path::new(out))
+            .backup(std::path::Path::new(&out))
     });
     match result {
         Ok(()) => (StatusCode::OK, format!("backup written to {out}")),
@@ -290,17 +305,15 @@ async fn admin_revoke(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    if !authorised(&shared, &headers) {
-        return (StatusCode::UNAUTHORIZED, "admin key required".to_string());
-    }
-    let Some(name) = q.get("replica") else {
-        return (StatusCode::BAD_REQUEST, "missing replica".to_string());
+) -> AdminReply {
+    let name = match admin_param(&shared, &headers, &q, "replica") {
+        Ok(n) => n,
+        Err(reply) => return reply,
     };
     let result = tokio::task::block_in_place(|| {
         let mut relay = lock(&shared.relay);
-        relay.store_mut().revoke(name)?;
-        Ok::<_, crate::store::RelayStoreError>(relay.revoked(name))
+        relay.store_mut().revoke(&name)?;
+        Ok::<_, crate::store::RelayStoreError>(relay.revoked(&name))
     });
     match result {
         Ok(outputs) => {

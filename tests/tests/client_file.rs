@@ -2,24 +2,14 @@
 //! activity log, edited on two branches offline and merged.
 
 use anyhow::Result;
-use ficha_e2e::{Relay, Replica};
+use ficha_e2e::Relay;
 
 #[test]
 fn the_whole_file_merges_across_branches() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "branch-a",
-        &relay.url(),
-        &relay.token("branch-a", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "branch-b",
-        &relay.url(),
-        &relay.token("branch-b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "branch-b", &["acme"])?;
     let id = a.ok(&["client", "add", "--company", "acme", "--name", "Marta Gil"])?;
     let test = a.ok(&[
         "item",
@@ -163,12 +153,7 @@ fn the_whole_file_merges_across_branches() -> Result<()> {
 fn the_list_searches_filters_and_counts_without_opening_documents() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme", "beta"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme", "beta"])?;
     let jose = a.ok(&[
         "client",
         "add",

@@ -8,20 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Result;
-use ficha_e2e::{Relay, Replica, Served, eventually};
+use ficha_e2e::{Relay, Replica, Served, eventually, note_texts};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-
-fn note_texts(v: &serde_json::Value) -> BTreeSet<String> {
-    v["notes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["text"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn acknowledged_edits_survive_kill_9_of_replicas_and_relay() -> Result<()> {

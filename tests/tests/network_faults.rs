@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ficha_e2e::proxy::FaultProxy;
-use ficha_e2e::{Relay, Replica, Served, eventually};
-
-fn notes(v: &serde_json::Value) -> Vec<String> {
-    v["notes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["text"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use ficha_e2e::{Relay, Replica, Served, eventually, note_texts};
 
 #[test]
 fn sync_survives_cuts_stalls_and_resets_without_duplicates() -> Result<()> {
@@ -70,11 +59,18 @@ fn sync_survives_cuts_stalls_and_resets_without_duplicates() -> Result<()> {
         let vb = sb.get(&format!("/api/clients/{id}")).ok()?;
         let idle = sa.get("/api/status").ok()?["pending_upload"] == 0
             && sb.get("/api/status").ok()?["pending_upload"] == 0;
-        (idle && va == vb && notes(&va).len() >= acknowledged.len()).then_some(va)
+        (idle && va == vb && note_texts(&va).len() >= acknowledged.len()).then_some(va)
     });
     let merged =
         healed.expect("replicas converge once the network heals (FICHA_PROXY_SEED={seed})");
-    let all = notes(&merged);
+    let all: Vec<String> = merged["notes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["text"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let unique: BTreeSet<String> = all.iter().cloned().collect();
     assert_eq!(unique.len(), all.len(), "a note was duplicated");
     assert!(

@@ -6,18 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Result, ensure};
-use ficha_e2e::{Relay, Replica, bin};
-
-fn notes(v: &serde_json::Value) -> BTreeSet<String> {
-    v["notes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["text"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use ficha_e2e::{Relay, bin, note_texts};
 
 fn relay_cmd(args: &[&str], data: &Path) -> Result<()> {
     let out = Command::new(bin("ficha-relay"))
@@ -49,18 +38,8 @@ fn a_relay_restored_from_an_old_backup_is_repaired_by_the_replicas() -> Result<(
     let relay_dir = tmp.path().join("relay");
     let relay = Relay::start(&relay_dir, 0)?;
     let port = relay.port;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "b",
-        &relay.url(),
-        &relay.token("b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "b", &["acme"])?;
     let id = a.ok(&["client", "add", "--company", "acme", "--name", "Backed Up"])?;
     a.ok(&["note", "add", &id, "--text", "before backup"])?;
     a.sync()?;
@@ -93,15 +72,10 @@ fn a_relay_restored_from_an_old_backup_is_repaired_by_the_replicas() -> Result<(
     // The replicas notice the new epoch, reconcile, and re-upload what the relay lost.
     a.sync()?;
     b.sync()?;
-    let c = Replica::init(
-        &tmp.path().join("c"),
-        "c",
-        &relay.url(),
-        &relay.token("c", &["acme"], false)?,
-    )?;
+    let c = relay.replica(&tmp.path().join("c"), "c", &["acme"])?;
     c.sync()?;
     assert_eq!(
-        notes(&c.show(&id)?),
+        note_texts(&c.show(&id)?),
         BTreeSet::from(["before backup".to_string(), "after backup".to_string()])
     );
     assert_eq!(c.show(&id2)?["name"], "Only After Backup");
@@ -113,18 +87,8 @@ fn a_relay_restored_from_an_old_backup_is_repaired_by_the_replicas() -> Result<(
 fn a_replica_restored_from_an_old_copy_catches_up_and_resurrects_nothing() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "b",
-        &relay.url(),
-        &relay.token("b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "b", &["acme"])?;
     let id = a.ok(&["client", "add", "--company", "acme", "--name", "Old Name"])?;
     a.sync()?;
     let old_copy = tmp.path().join("a-old");
@@ -150,7 +114,7 @@ fn a_replica_restored_from_an_old_copy_catches_up_and_resurrects_nothing() -> Re
     assert_eq!(va, vb);
     assert_eq!(va["name"], "New Name", "the old name is not resurrected");
     assert_eq!(
-        notes(&va),
+        note_texts(&va),
         BTreeSet::from([
             "written after the copy".into(),
             "from b".into(),

@@ -31,18 +31,8 @@ fn two_branches_edit_offline_and_converge() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let port = relay.port;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "branch-a",
-        &relay.url(),
-        &relay.token("branch-a", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "branch-b",
-        &relay.url(),
-        &relay.token("branch-b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "branch-b", &["acme"])?;
 
     let id = a.ok(&[
         "client",
@@ -130,12 +120,7 @@ fn two_branches_edit_offline_and_converge() -> Result<()> {
 fn a_token_for_another_company_sees_nothing_and_forged_tokens_are_refused() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
     let id = a.ok(&[
         "client",
         "add",
@@ -146,12 +131,7 @@ fn a_token_for_another_company_sees_nothing_and_forged_tokens_are_refused() -> R
     ])?;
     a.sync()?;
 
-    let other = Replica::init(
-        &tmp.path().join("o"),
-        "o",
-        &relay.url(),
-        &relay.token("o", &["beta"], false)?,
-    )?;
+    let other = relay.replica(&tmp.path().join("o"), "o", &["beta"])?;
     other.sync()?;
     assert_eq!(other.ok(&["client", "list", "--json"])?, "[]");
     assert!(
@@ -197,18 +177,8 @@ fn a_token_for_another_company_sees_nothing_and_forged_tokens_are_refused() -> R
 fn serve_receives_live_changes_and_uploads_api_edits() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "b",
-        &relay.url(),
-        &relay.token("b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "b", &["acme"])?;
     let id = a.ok(&[
         "client",
         "add",
@@ -320,12 +290,7 @@ fn the_cli_explains_what_is_wrong_and_changes_nothing() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("init"));
 
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "a",
-        &relay.url(),
-        &relay.token("a", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
     let again = a.run(&[
         "init",
         "--name",
@@ -390,18 +355,8 @@ fn revoking_a_replica_refuses_it_while_the_relay_keeps_serving() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay_dir = tmp.path().join("relay");
     let relay = Relay::start(&relay_dir, 0)?;
-    let a = Replica::init(
-        &tmp.path().join("a"),
-        "laptop-7",
-        &relay.url(),
-        &relay.token("laptop-7", &["acme"], false)?,
-    )?;
-    let b = Replica::init(
-        &tmp.path().join("b"),
-        "b",
-        &relay.url(),
-        &relay.token("b", &["acme"], false)?,
-    )?;
+    let a = relay.replica(&tmp.path().join("a"), "laptop-7", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "b", &["acme"])?;
     a.sync()?;
     let out = std::process::Command::new(ficha_e2e::bin("ficha-relay"))
         .args(["revoke", "--data"])

@@ -171,6 +171,41 @@ pub fn replica(dir: &Path, relay_dir: &Path, url: &str, name: &str) -> Result<Ar
     )?))
 }
 
+/// A replica that never syncs (its relay URL is unreachable), ready to apply feed pages.
+pub fn local_replica(scratch: &Scratch, name: &str) -> Result<Arc<Store>> {
+    use ficha_core::replica::ReplicaStore;
+    let store = replica(
+        &scratch.path(name),
+        &scratch.path("relay"),
+        "ws://127.0.0.1:9/sync",
+        name,
+    )?;
+    ficha_store::SyncStore(&store).set_epoch(ficha_core::RelayEpoch([1; 16]), false)?;
+    Ok(store)
+}
+
+/// A feed page carrying whole documents as entries `from + 1 ..`.
+pub fn page(from: u64, docs: &[(DocId, Automerge)]) -> ficha_core::frame::FeedPage {
+    let entries: Vec<ficha_core::frame::FeedEntry> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, d))| ficha_core::frame::FeedEntry {
+            seq: from + i as u64 + 1,
+            doc: *id,
+            changes: changes(d)
+                .iter()
+                .flat_map(|c| c.raw_bytes().to_vec())
+                .collect(),
+        })
+        .collect();
+    ficha_core::frame::FeedPage {
+        company: company(),
+        from,
+        upto: from + docs.len() as u64,
+        entries,
+    }
+}
+
 /// A scratch directory that lives as long as the value.
 pub struct Scratch(tempfile::TempDir);
 

@@ -41,22 +41,22 @@ pub fn sign(secret: &[u8; 32], claims: &Claims) -> String {
     )
 }
 
-/// Checks a token's signature and expiry at time `now` (seconds since the Unix epoch).
-pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenError> {
+/// Splits a token into its claims payload and its MAC.
+fn parts(token: &str) -> Result<(Vec<u8>, Vec<u8>), TokenError> {
     let mut parts = token.trim().split('.');
     let (Some(PREFIX), Some(payload), Some(mac), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed)?;
-    let mac: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(mac)
-        .map_err(|_| TokenError::Malformed)?
-        .try_into()
-        .map_err(|_| TokenError::Malformed)?;
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed);
+    Ok((decode(payload)?, decode(mac)?))
+}
+
+/// Checks a token's signature and expiry at time `now` (seconds since the Unix epoch).
+pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenError> {
+    let (payload, mac) = parts(token)?;
+    let mac: [u8; 32] = mac.try_into().map_err(|_| TokenError::Malformed)?;
     // blake3::Hash compares in constant time.
     if blake3::keyed_hash(secret, &payload) != blake3::Hash::from(mac) {
         return Err(TokenError::BadSignature);
@@ -71,15 +71,7 @@ pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenE
 /// Reads a token's claims without checking its signature: replicas use it to know what they
 /// were granted (the relay alone decides, with [`verify`]).
 pub fn peek(token: &str) -> Result<Claims, TokenError> {
-    let mut parts = token.trim().split('.');
-    let (Some(PREFIX), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed)?;
+    let (payload, _) = parts(token)?;
     postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)
 }
 

@@ -4,47 +4,22 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Result;
-use ficha_core::frame::{FeedEntry, FeedPage};
 use ficha_core::replica::ReplicaStore;
-use ficha_core::{DocId, RelayEpoch};
 use ficha_store::SyncStore;
 use rand::Rng;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, changes, client, company, replica};
+use crate::fixtures::{Scratch, client, local_replica, page};
 use crate::report::{Row, median};
-
-fn page(from: u64, docs: &[(DocId, automerge::Automerge)]) -> FeedPage {
-    let entries: Vec<FeedEntry> = docs
-        .iter()
-        .enumerate()
-        .map(|(i, (id, d))| FeedEntry {
-            seq: from + i as u64 + 1,
-            doc: *id,
-            changes: changes(d)
-                .iter()
-                .flat_map(|c| c.raw_bytes().to_vec())
-                .collect(),
-        })
-        .collect();
-    FeedPage {
-        company: company(),
-        from,
-        upto: from + docs.len() as u64,
-        entries,
-    }
-}
 
 /// Adding a note to one of `count` stored clients, and ingest batching.
 pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
-    let relay_dir = scratch.path("relay");
-    let store = replica(&scratch.path("r"), &relay_dir, "ws://127.0.0.1:9/sync", "r")?;
+    let store = local_replica(&scratch, "r")?;
     let docs: Vec<_> = (0..count as u64)
         .map(|n| client(n, 20))
         .collect::<Result<_>>()?;
     let mut sync = SyncStore(&store);
-    sync.set_epoch(RelayEpoch([1; 16]), false)?;
     let mut seq = 0;
     for chunk in docs.chunks(500) {
         sync.apply_feed(&page(seq, chunk))?;
@@ -122,18 +97,8 @@ pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row
     let fresh: Vec<_> = (0..ingest as u64)
         .map(|n| client(1_000_000 + n, 0))
         .collect::<Result<_>>()?;
-    let batched = replica(
-        &scratch.path("b1"),
-        &relay_dir,
-        "ws://127.0.0.1:9/sync",
-        "b1",
-    )?;
-    let single = replica(
-        &scratch.path("b2"),
-        &relay_dir,
-        "ws://127.0.0.1:9/sync",
-        "b2",
-    )?;
+    let batched = local_replica(&scratch, "b1")?;
+    let single = local_replica(&scratch, "b2")?;
     let t = Instant::now();
     SyncStore(&batched).apply_feed(&page(0, &fresh))?;
     let batched_rate = ingest as f64 / t.elapsed().as_secs_f64();

@@ -5,27 +5,21 @@ use std::time::Instant;
 use anyhow::Result;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, Automerge, ROOT};
+use ficha_core::DocId;
 use ficha_core::frame::{FeedEntry, FeedPage};
 use ficha_core::replica::ReplicaStore;
-use ficha_core::{DocId, RelayEpoch};
 use ficha_store::SyncStore;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, changes, client, company, replica};
+use crate::fixtures::{Scratch, changes, client, company, local_replica, page};
 use crate::report::{Row, median};
 
 /// A client edited in `changes` separate changes, loaded from the store.
 pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
-    let store = replica(
-        &scratch.path("r"),
-        &scratch.path("relay"),
-        "ws://127.0.0.1:9/sync",
-        "r",
-    )?;
+    let store = local_replica(&scratch, "r")?;
     let (id, base) = client(1, 0)?;
     let mut sync = SyncStore(&store);
-    sync.set_epoch(RelayEpoch([1; 16]), false)?;
     let bytes: Vec<u8> = changes(&base)
         .iter()
         .flat_map(|c| c.raw_bytes().to_vec())
@@ -115,41 +109,18 @@ fn matches(name: &str, needle: &str) -> bool {
 /// Search by name over `count` clients: the summary table vs loading every document.
 pub fn query(count: usize, scan_sample: usize) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
-    let store = replica(
-        &scratch.path("r"),
-        &scratch.path("relay"),
-        "ws://127.0.0.1:9/sync",
-        "r",
-    )?;
+    let store = local_replica(&scratch, "r")?;
     let mut sync = SyncStore(&store);
-    sync.set_epoch(RelayEpoch([1; 16]), false)?;
     let mut ids: Vec<DocId> = Vec::new();
     let mut seq = 0u64;
     for start in (0..count).step_by(1000) {
         let docs: Vec<(DocId, Automerge)> = (start..(start + 1000).min(count))
             .map(|n| client(n as u64, 0))
             .collect::<Result<_>>()?;
-        let entries = docs
-            .iter()
-            .enumerate()
-            .map(|(i, (id, d))| FeedEntry {
-                seq: seq + i as u64 + 1,
-                doc: *id,
-                changes: changes(d)
-                    .iter()
-                    .flat_map(|c| c.raw_bytes().to_vec())
-                    .collect(),
-            })
-            .collect::<Vec<_>>();
-        let upto = seq + entries.len() as u64;
         ids.extend(docs.iter().map(|(id, _)| *id));
-        sync.apply_feed(&FeedPage {
-            company: company(),
-            from: seq,
-            upto,
-            entries,
-        })?;
-        seq = upto;
+        let p = page(seq, &docs);
+        seq = p.upto;
+        sync.apply_feed(&p)?;
     }
     let needle = "004242";
     let mut ours = Vec::new();
