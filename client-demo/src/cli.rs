@@ -61,6 +61,9 @@ pub enum Command {
     /// The activity log (bitácora).
     #[command(subcommand)]
     Log(LogCmd),
+    /// Possible duplicate clients: list, merge, dismiss.
+    #[command(subcommand)]
+    Duplicates(DupCmd),
     /// One full sync round with the relay, then exit.
     Sync {
         /// Give up after this many seconds.
@@ -185,6 +188,20 @@ pub enum ItemCmd {
         section: String,
         item: String,
     },
+}
+
+/// `ficha duplicates …`
+#[derive(Subcommand)]
+pub enum DupCmd {
+    /// Lists candidate pairs and what they share.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merges OTHER into SURVIVOR (SURVIVOR keeps its id; every item of both survives).
+    Merge { survivor: String, other: String },
+    /// Remembers that two clients are different people.
+    Dismiss { a: String, b: String },
 }
 
 /// `ficha group …`
@@ -341,8 +358,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Log(LogCmd::Add { id, kind, text }) => {
             replica.log(parse_id(&id)?, &kind, &text)?
         }
+        Command::Duplicates(c) => duplicates(&replica, c)?,
         Command::Sync { timeout_secs } => {
             sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
+            let forwarded = replica.forward_tombstones()?;
+            if forwarded > 0 {
+                // What arrived for merged-away clients now lives on their survivors: upload it.
+                sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
+                eprintln!("forwarded {forwarded} items from merged clients to their survivors");
+            }
+            let candidates = replica.duplicates()?.len();
+            if candidates > 0 {
+                eprintln!("{candidates} possible duplicate clients: see `ficha duplicates list`");
+            }
             eprintln!(
                 "synced with {} ({} documents, {} changes pending upload)",
                 replica.store().identity().relay_url,
@@ -366,6 +394,34 @@ pub async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+fn duplicates(replica: &Replica, cmd: DupCmd) -> Result<()> {
+    match cmd {
+        DupCmd::List { json } => {
+            let list = replica.duplicates()?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for c in list {
+                    println!(
+                        "{}  {:<24} ~ {}  {:<24} same {}",
+                        c.a.id,
+                        c.a.name,
+                        c.b.id,
+                        c.b.name,
+                        c.reasons.join(", ")
+                    );
+                }
+            }
+        }
+        DupCmd::Merge { survivor, other } => {
+            let n = replica.merge(parse_id(&survivor)?, parse_id(&other)?)?;
+            eprintln!("merged {other} into {survivor} ({n} items copied)");
+        }
+        DupCmd::Dismiss { a, b } => replica.dismiss(parse_id(&a)?, parse_id(&b)?)?,
+    }
+    Ok(())
+}
+
 fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
     match cmd {
         ClientCmd::Add {
@@ -376,6 +432,21 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
         } => {
             let id = replica.add_client(&company, &name, email.as_deref(), phone.as_deref())?;
             println!("{id}");
+            for c in replica.duplicates()? {
+                let other = if c.a.id == id.uuid() {
+                    &c.b
+                } else if c.b.id == id.uuid() {
+                    &c.a
+                } else {
+                    continue;
+                };
+                eprintln!(
+                    "possible duplicate of {} {:?} (same {})",
+                    other.id,
+                    other.name,
+                    c.reasons.join(", ")
+                );
+            }
         }
         ClientCmd::Set { id, field, value } => replica.set_field(parse_id(&id)?, &field, &value)?,
         ClientCmd::Archive { id } => replica.set_state(parse_id(&id)?, "archived")?,
@@ -430,6 +501,19 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
         status.clone(),
         shutdown.clone(),
     ));
+    // Edits that arrive for merged-away clients are moved to their survivors.
+    let forwarder = {
+        let replica = replica.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if let Err(e) = tokio::task::block_in_place(|| replica.forward_tombstones()) {
+                    tracing::warn!(error = %e, "forwarding merged clients failed");
+                }
+            }
+        })
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -447,6 +531,7 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
         })
         .await?;
     shutdown.notify_waiters();
+    forwarder.abort();
     if tokio::time::timeout(Duration::from_secs(5), sync)
         .await
         .is_err()

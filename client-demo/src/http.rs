@@ -43,6 +43,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(page))
         .route("/api/status", get(status))
         .route("/api/metrics", get(metrics))
+        .route("/api/duplicates", get(duplicates))
+        .route("/api/duplicates/merge", post(merge))
+        .route("/api/duplicates/dismiss", post(dismiss))
         .route("/api/clients", get(list).post(create))
         .route("/api/clients/{id}", get(show))
         .route("/api/clients/{id}/fields", post(set_field))
@@ -303,5 +306,33 @@ async fn log(
     Json(b): Json<LogBody>,
 ) -> ApiResult {
     s.replica.log(parse_id(&id)?, &b.kind, &b.text)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn duplicates(State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(json!(s.replica.duplicates()?)))
+}
+
+#[derive(Deserialize)]
+struct MergeBody {
+    survivor: String,
+    other: String,
+}
+
+async fn merge(State(s): State<ApiState>, Json(b): Json<MergeBody>) -> ApiResult {
+    let copied = s
+        .replica
+        .merge(parse_id(&b.survivor)?, parse_id(&b.other)?)?;
+    Ok(Json(json!({ "ok": true, "copied": copied })))
+}
+
+#[derive(Deserialize)]
+struct DismissBody {
+    a: String,
+    b: String,
+}
+
+async fn dismiss(State(s): State<ApiState>, Json(b): Json<DismissBody>) -> ApiResult {
+    s.replica.dismiss(parse_id(&b.a)?, parse_id(&b.b)?)?;
     Ok(Json(json!({ "ok": true })))
 }

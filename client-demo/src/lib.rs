@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod duplicates;
 pub mod http;
 pub mod sync;
 

@@ -77,10 +77,8 @@ pub fn new_client(
     // Every collection is created here, by the one replica that creates the client: two
     // replicas creating the same map concurrently would leave one map hiding the other.
     let sections = crate::sections::SECTIONS.iter().map(|s| s.name);
-    for list in [NOTES, COMMENTS, ALERTS, "groups", "log"]
-        .into_iter()
-        .chain(sections)
-    {
+    let others = [NOTES, COMMENTS, ALERTS, "groups", "log", "not_duplicates"];
+    for list in others.into_iter().chain(sections) {
         doc.put_object(ROOT, list, ObjType::Map)?;
     }
     Ok(())

@@ -20,6 +20,7 @@
 mod edit;
 mod error;
 mod kinds;
+pub mod merge;
 pub mod profile;
 mod read;
 pub mod schema;

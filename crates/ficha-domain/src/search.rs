@@ -51,7 +51,7 @@ impl Filter {
         };
         let state_ok = match &self.state {
             Some(s) => *s == c.state,
-            None => c.state != "trashed",
+            None => c.state != "trashed" && c.state != "merged",
         };
         state_ok
             && eq(&self.company, Some(&c.company))
@@ -101,6 +101,9 @@ mod tests {
             groups: vec!["vip".into()],
             home_centre: None,
             origin: None,
+            birth_date: None,
+            merged_into: None,
+            not_duplicates: Vec::new(),
             reviews: 0,
             rating_sum: 0,
         }

@@ -83,8 +83,10 @@ pub struct ClientView {
     pub alerts: Vec<Alert>,
     /// For each field edited concurrently, the values that lost (the winner is the field).
     pub conflicts: BTreeMap<String, Vec<String>>,
-    /// active, archived or trashed.
+    /// active, archived, trashed or merged.
     pub state: String,
+    /// The survivor, when this record was merged into another.
+    pub merged_into: Option<String>,
     /// When it was trashed (ms), if it is.
     pub trashed_at: Option<i64>,
     /// General and personal data (first_name, tax_id, birth_date, …), null when unset.
@@ -150,6 +152,15 @@ pub struct ClientSummary {
     /// Origin.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Birth date (YYYY-MM-DD).
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    /// The survivor, when this record was merged into another.
+    #[serde(default)]
+    pub merged_into: Option<Uuid>,
+    /// Records a person said are not duplicates of this one.
+    #[serde(default)]
+    pub not_duplicates: Vec<Uuid>,
     /// Number of reviews.
     #[serde(default)]
     pub reviews: u32,
@@ -234,6 +245,7 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
         })?,
         conflicts,
         state: read::string(doc, &ROOT, "state")?.unwrap_or_else(|| "active".into()),
+        merged_into: read::string(doc, &ROOT, "merged_into")?,
         trashed_at: doc
             .get(ROOT, "trashed_at")?
             .map(|_| read::int(doc, &ROOT, "trashed_at"))
@@ -305,6 +317,12 @@ pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
         groups: read::flags(doc, &ROOT, "groups")?,
         home_centre: text("home_centre")?,
         origin: text("origin")?,
+        birth_date: text("birth_date")?,
+        merged_into: crate::merge::merged_into(doc)?,
+        not_duplicates: read::flags(doc, &ROOT, "not_duplicates")?
+            .iter()
+            .filter_map(|s| Uuid::parse_str(s).ok())
+            .collect(),
         reviews,
         rating_sum,
     })

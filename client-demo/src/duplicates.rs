@@ -1,0 +1,96 @@
+//! Duplicate candidates among a company's clients, found from summaries alone.
+//!
+//! Two branches can create the same person offline; a merge cannot know they are one. After
+//! every creation and every sync the app compares normalised tax ids, emails, phones (by
+//! digits, with the Spanish country code assumed for nine-digit numbers) and name + birth date,
+//! archived clients included. It never merges on its own: a person merges or dismisses.
+
+use std::collections::BTreeMap;
+
+use ficha_domain::ClientSummary;
+use ficha_domain::search::{normalise, phone_digits};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Two records that may be one person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// One record.
+    pub a: ClientSummary,
+    /// The other.
+    pub b: ClientSummary,
+    /// What they share: tax_id, email, phone, name_and_birth_date.
+    pub reasons: Vec<&'static str>,
+}
+
+fn keys(c: &ClientSummary) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(t) = &c.tax_id {
+        let t: String = t
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_uppercase();
+        if t.len() >= 5 {
+            out.push(("tax_id", t));
+        }
+    }
+    if let Some(e) = &c.email {
+        let e = e.trim().to_lowercase();
+        if e.contains('@') {
+            out.push(("email", e));
+        }
+    }
+    if let Some(p) = &c.phone {
+        let d = phone_digits(p);
+        let e164 = if d.len() == 9 { format!("34{d}") } else { d };
+        if e164.len() >= 8 {
+            out.push(("phone", e164));
+        }
+    }
+    if let Some(b) = &c.birth_date {
+        out.push((
+            "name_and_birth_date",
+            format!("{}|{b}", normalise(c.name.trim())),
+        ));
+    }
+    out
+}
+
+/// Every candidate pair, in a stable order.
+pub fn candidates(clients: &[ClientSummary]) -> Vec<Candidate> {
+    let live: Vec<&ClientSummary> = clients
+        .iter()
+        .filter(|c| c.merged_into.is_none() && c.state != "merged")
+        .collect();
+    let mut by_key: BTreeMap<(String, &'static str, String), Vec<usize>> = BTreeMap::new();
+    for (i, c) in live.iter().enumerate() {
+        for (kind, key) in keys(c) {
+            by_key
+                .entry((c.company.clone(), kind, key))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut pairs: BTreeMap<(Uuid, Uuid), Vec<&'static str>> = BTreeMap::new();
+    for ((_, kind, _), idx) in by_key {
+        for (n, &i) in idx.iter().enumerate() {
+            for &j in &idx[n + 1..] {
+                let (a, b) = (live[i].id.min(live[j].id), live[i].id.max(live[j].id));
+                let reasons = pairs.entry((a, b)).or_default();
+                if !reasons.contains(&kind) {
+                    reasons.push(kind);
+                }
+            }
+        }
+    }
+    let find = |id: Uuid| live.iter().find(|c| c.id == id).map(|c| (*c).clone());
+    pairs
+        .into_iter()
+        .filter_map(|((a, b), reasons)| {
+            let (a, b) = (find(a)?, find(b)?);
+            let dismissed = a.not_duplicates.contains(&b.id) || b.not_duplicates.contains(&a.id);
+            (!dismissed).then_some(Candidate { a, b, reasons })
+        })
+        .collect()
+}
