@@ -363,12 +363,10 @@ impl Replica {
         });
         let mut clients = all?;
         // The default filter already includes archived clients; trashed ones count too.
-        for state in ["trashed"] {
-            clients.extend(self.query(&Filter {
-                state: Some(state.into()),
-                ..Filter::default()
-            })?);
-        }
+        clients.extend(self.query(&Filter {
+            state: Some("trashed".into()),
+            ..Filter::default()
+        })?);
         Ok(crate::duplicates::candidates(&clients))
     }
 
