@@ -355,6 +355,107 @@ impl Replica {
         }))
     }
 
+    /// Creates a client from an import row, tagged with its batch; one transaction.
+    pub fn create_imported(
+        &self,
+        company: &str,
+        name: &str,
+        fields: &[(&str, String)],
+        groups: &[String],
+        note: Option<&str>,
+        batch: Uuid,
+    ) -> Result<DocId, AppError> {
+        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        self.check_granted(&company)?;
+        let id = Uuid::new_v4();
+        let who = self.store.identity().name.clone();
+        self.store.create_doc(DocId::from(id), &company, |d| {
+            ficha_domain::new_client(d, id, company.as_str(), name, None, None, now_ms())?;
+            for (f, v) in fields {
+                ficha_domain::set_field(d, f, v)?;
+            }
+            for g in groups {
+                ficha_domain::add_group(d, g)?;
+            }
+            if let Some(n) = note {
+                ficha_domain::add_note(d, Uuid::new_v4(), n, now_ms())?;
+            }
+            ficha_domain::merge::mark_import(d, batch)?;
+            ficha_domain::log_event(
+                d,
+                Uuid::new_v4(),
+                &who,
+                "imported",
+                &format!("batch {batch}"),
+                now_ms(),
+            )
+        })?;
+        self.edited();
+        Ok(DocId::from(id))
+    }
+
+    /// Applies an import row to an existing client, writing only what differs; true if
+    /// anything changed.
+    pub fn apply_import(
+        &self,
+        id: DocId,
+        fields: &[(&str, String)],
+        groups: &[String],
+        note: Option<&str>,
+        _batch: Option<Uuid>,
+    ) -> Result<bool, AppError> {
+        let who = self.store.identity().name.clone();
+        let changed = self.store.edit_doc(id, |d| {
+            let current = serde_json::to_value(ficha_domain::view(d.document())?)
+                .map_err(|e| ficha_domain::DomainError::NotAClient(e.to_string()))?;
+            let mut changed = false;
+            for (f, v) in fields {
+                let now = current.get(*f).or_else(|| current["profile"].get(*f));
+                let same = match (*f, now) {
+                    ("additional_info", Some(serde_json::Value::String(s))) => s == v,
+                    (_, Some(serde_json::Value::String(s))) => s == v,
+                    _ => false,
+                };
+                if !same {
+                    ficha_domain::set_field(d, f, v)?;
+                    changed = true;
+                }
+            }
+            for g in groups {
+                if !current["groups"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == g))
+                {
+                    ficha_domain::add_group(d, g)?;
+                    changed = true;
+                }
+            }
+            if let Some(n) = note
+                && !current["notes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["text"] == n))
+            {
+                ficha_domain::add_note(d, Uuid::new_v4(), n, now_ms())?;
+                changed = true;
+            }
+            if changed {
+                ficha_domain::log_event(
+                    d,
+                    Uuid::new_v4(),
+                    &who,
+                    "import_updated",
+                    "updated by an import",
+                    now_ms(),
+                )?;
+            }
+            Ok::<bool, ficha_domain::DomainError>(changed)
+        })?;
+        if changed {
+            self.edited();
+        }
+        Ok(changed)
+    }
+
     /// Duplicate candidates among the clients this replica holds.
     pub fn duplicates(&self) -> Result<Vec<crate::duplicates::Candidate>, AppError> {
         let all = self.query(&Filter {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::Notify;
@@ -64,6 +66,19 @@ pub enum Command {
     /// Possible duplicate clients: list, merge, dismiss.
     #[command(subcommand)]
     Duplicates(DupCmd),
+    /// Imports clients from a CSV file (or reverts an import).
+    Import(ImportArgs),
+    /// Exports the clients a filter selects, as CSV or JSON.
+    Export {
+        #[command(flatten)]
+        filter: ListFilter,
+        /// csv (summaries) or json (whole client files).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// One full sync round with the relay, then exit.
     Sync {
         /// Give up after this many seconds.
@@ -202,6 +217,27 @@ pub enum DupCmd {
     Merge { survivor: String, other: String },
     /// Remembers that two clients are different people.
     Dismiss { a: String, b: String },
+}
+
+/// `ficha import FILE` or `ficha import revert BATCH`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The CSV file, or `revert` followed by a batch id.
+    pub file: String,
+    /// With `revert`: the batch to undo.
+    pub batch: Option<String>,
+    /// Company of rows that have no company column.
+    #[arg(long)]
+    pub company: Option<String>,
+    /// A JSON object mapping CSV headers to fields, e.g. {"Apellidos y nombre": "name"}.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Report what would be created, updated and flagged; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop at the first bad row.
+    #[arg(long)]
+    pub stop_on_error: bool,
 }
 
 /// `ficha group …`
@@ -359,6 +395,35 @@ pub async fn run(cli: Cli) -> Result<()> {
             replica.log(parse_id(&id)?, &kind, &text)?
         }
         Command::Duplicates(c) => duplicates(&replica, c)?,
+        Command::Import(args) => import(&replica, args)?,
+        Command::Export {
+            filter,
+            format,
+            out,
+        } => {
+            let filter: ficha_domain::search::Filter = filter.into();
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let clients = replica.query(&filter)?;
+            match format.as_str() {
+                "csv" => crate::import::export_csv(&clients, &mut sink)?,
+                "json" => {
+                    let views = clients
+                        .iter()
+                        .map(|c| replica.show(ficha_core::DocId::from(c.id)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    serde_json::to_writer_pretty(&mut sink, &views)?;
+                    writeln!(sink)?;
+                }
+                other => bail!("unknown export format {other:?}: use csv or json"),
+            }
+            sink.flush()?;
+        }
         Command::Sync { timeout_secs } => {
             sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
             let forwarded = replica.forward_tombstones()?;
@@ -391,6 +456,41 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve { listen } => serve(replica, listen).await?,
         Command::Init { .. } | Command::Demo => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+fn import(replica: &Replica, args: ImportArgs) -> Result<()> {
+    if args.file == "revert" {
+        let batch = args
+            .batch
+            .context("name the batch: ficha import revert BATCH")?;
+        let n = crate::import::revert(replica, &batch)?;
+        eprintln!("moved {n} clients of batch {batch} to the trash");
+        return Ok(());
+    }
+    let mapping = match &args.mapping {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not a JSON object of header -> field", p.display()))?,
+        None => Default::default(),
+    };
+    let file =
+        std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file))?;
+    let opts = crate::import::Options {
+        company: args.company,
+        mapping,
+        dry_run: args.dry_run,
+        stop_on_error: args.stop_on_error,
+    };
+    let mut progress = |n: usize| {
+        if n.is_multiple_of(500) {
+            eprintln!("… {n} rows");
+        }
+    };
+    let report =
+        crate::import::import(replica, std::io::BufReader::new(file), &opts, &mut progress)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -23,9 +23,27 @@ pub struct Candidate {
     pub reasons: Vec<&'static str>,
 }
 
-fn keys(c: &ClientSummary) -> Vec<(&'static str, String)> {
+/// The normalised keys a client is matched on.
+pub fn keys(c: &ClientSummary) -> Vec<(&'static str, String)> {
+    match_keys(
+        c.tax_id.as_deref(),
+        c.email.as_deref(),
+        c.phone.as_deref(),
+        &c.name,
+        c.birth_date.as_deref(),
+    )
+}
+
+/// The normalised keys of these fields: tax id, email, phone (E.164 digits), name + birth date.
+pub fn match_keys(
+    tax_id: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+    name: &str,
+    birth_date: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if let Some(t) = &c.tax_id {
+    if let Some(t) = tax_id {
         let t: String = t
             .chars()
             .filter(char::is_ascii_alphanumeric)
@@ -35,23 +53,23 @@ fn keys(c: &ClientSummary) -> Vec<(&'static str, String)> {
             out.push(("tax_id", t));
         }
     }
-    if let Some(e) = &c.email {
+    if let Some(e) = email {
         let e = e.trim().to_lowercase();
         if e.contains('@') {
             out.push(("email", e));
         }
     }
-    if let Some(p) = &c.phone {
+    if let Some(p) = phone {
         let d = phone_digits(p);
         let e164 = if d.len() == 9 { format!("34{d}") } else { d };
         if e164.len() >= 8 {
             out.push(("phone", e164));
         }
     }
-    if let Some(b) = &c.birth_date {
+    if let Some(b) = birth_date {
         out.push((
             "name_and_birth_date",
-            format!("{}|{b}", normalise(c.name.trim())),
+            format!("{}|{b}", normalise(name.trim())),
         ));
     }
     out

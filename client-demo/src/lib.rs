@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod duplicates;
 pub mod http;
+pub mod import;
 pub mod sync;
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -112,3 +112,9 @@ pub fn mark_not_duplicate(doc: &mut AutoCommit, other: Uuid) -> Result<(), Domai
     doc.put(&m, other.to_string(), true)?;
     Ok(())
 }
+
+/// Records the import batch that created this record (so the batch can be reverted).
+pub fn mark_import(doc: &mut AutoCommit, batch: Uuid) -> Result<(), DomainError> {
+    doc.put(ROOT, "import_batch", batch.to_string())?;
+    Ok(())
+}

@@ -102,6 +102,7 @@ mod tests {
             home_centre: None,
             origin: None,
             birth_date: None,
+            import_batch: None,
             merged_into: None,
             not_duplicates: Vec::new(),
             reviews: 0,

@@ -161,6 +161,9 @@ pub struct ClientSummary {
     /// Records a person said are not duplicates of this one.
     #[serde(default)]
     pub not_duplicates: Vec<Uuid>,
+    /// The import batch that created it, if any.
+    #[serde(default)]
+    pub import_batch: Option<String>,
     /// Number of reviews.
     #[serde(default)]
     pub reviews: u32,
@@ -318,6 +321,7 @@ pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
         home_centre: text("home_centre")?,
         origin: text("origin")?,
         birth_date: text("birth_date")?,
+        import_batch: text("import_batch")?,
         merged_into: crate::merge::merged_into(doc)?,
         not_duplicates: read::flags(doc, &ROOT, "not_duplicates")?
             .iter()

@@ -1,0 +1,434 @@
+//! CSV import and export of clients.
+//!
+//! Import maps columns by header (Spanish or English names, or an explicit mapping file), runs
+//! each row as one store transaction (a bad row stores nothing and is reported with its line
+//! number; the others go on unless told to stop), updates instead of duplicating on re-import
+//! (matching by code, tax id or email), flags rows that look like existing clients, and tags
+//! every client it creates with the batch id so `import revert` can undo the batch.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use ficha_core::DocId;
+use ficha_domain::ClientSummary;
+use ficha_domain::search::{Filter, normalise};
+
+use crate::app::{AppError, Replica};
+use crate::duplicates::match_keys;
+
+/// Fields a column can map to.
+const FIELDS: &[&str] = &[
+    "name",
+    "first_name",
+    "last_name",
+    "legal_name",
+    "email",
+    "phone",
+    "tax_id",
+    "birth_date",
+    "gender",
+    "preferred_language",
+    "origin",
+    "home_centre",
+    "assigned_employee",
+    "code",
+    "company",
+    "group",
+    "note",
+    "additional_info",
+];
+
+/// Recognises a header in Spanish or English.
+fn field_of(header: &str) -> Option<&'static str> {
+    let h = normalise(header.trim())
+        .replace(['-', '.'], " ")
+        .replace('_', " ");
+    let f = match h.as_str() {
+        "name" | "nombre" | "nombre completo" | "full name" | "cliente" => "name",
+        "first name" | "nombre de pila" => "first_name",
+        "last name" | "surname" | "apellidos" | "apellido" => "last_name",
+        "legal name" | "razon social" => "legal_name",
+        "email" | "e mail" | "mail" | "correo" | "correo electronico" => "email",
+        "phone" | "telephone" | "mobile" | "telefono" | "movil" | "tel" => "phone",
+        "tax id" | "nif" | "dni" | "cif" | "nie" | "vat" | "rfc" => "tax_id",
+        "birth date"
+        | "birthday"
+        | "date of birth"
+        | "fecha de nacimiento"
+        | "fecha nacimiento"
+        | "nacimiento" => "birth_date",
+        "gender" | "sex" | "sexo" | "genero" => "gender",
+        "language" | "preferred language" | "idioma" => "preferred_language",
+        "origin" | "source" | "origen" => "origin",
+        "centre" | "center" | "home centre" | "centro" => "home_centre",
+        "employee" | "assigned employee" | "empleado" | "responsable" => "assigned_employee",
+        "code" | "client code" | "codigo" | "codigo cliente" => "code",
+        "company" | "empresa" => "company",
+        "group" | "groups" | "grupo" | "grupos" => "group",
+        "note" | "notes" | "nota" | "notas" | "observaciones" => "note",
+        "additional information" | "additional info" | "informacion adicional" => "additional_info",
+        _ => return FIELDS.iter().copied().find(|f| *f == h.replace(' ', "_")),
+    };
+    Some(f)
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// The batch id (revert with `ficha import revert BATCH`).
+    pub batch: String,
+    /// Whether anything was written.
+    pub dry_run: bool,
+    /// Rows read.
+    pub rows: usize,
+    /// Clients created.
+    pub created: usize,
+    /// Existing clients updated (matched by code, tax id or email).
+    pub updated: usize,
+    /// Rows that changed nothing.
+    pub unchanged: usize,
+    /// Created rows that look like an existing client.
+    pub flagged: Vec<Flag>,
+    /// Rows refused, with their line numbers.
+    pub errors: Vec<RowError>,
+    /// Columns ignored (no field recognised).
+    pub ignored_columns: Vec<String>,
+}
+
+/// A row that may duplicate an existing client.
+#[derive(Debug, Serialize)]
+pub struct Flag {
+    /// Line in the file (the header is line 1).
+    pub line: u64,
+    /// The existing client.
+    pub duplicate_of: String,
+    /// What they share.
+    pub reason: &'static str,
+}
+
+/// A refused row.
+#[derive(Debug, Serialize)]
+pub struct RowError {
+    /// Line in the file (the header is line 1).
+    pub line: u64,
+    /// Why.
+    pub error: String,
+}
+
+/// How to run an import.
+pub struct Options {
+    /// Company for rows without a company column.
+    pub company: Option<String>,
+    /// Explicit header → field mapping (overrides recognition).
+    pub mapping: HashMap<String, String>,
+    /// Report only.
+    pub dry_run: bool,
+    /// Stop at the first bad row (rows before it stay imported).
+    pub stop_on_error: bool,
+}
+
+/// Every client's update keys (code, tax id, email) and similarity keys (phone, name + birth
+/// date), so a row finds its client without a query per row.
+fn key_index(clients: &[ClientSummary]) -> HashMap<(String, &'static str, String), DocId> {
+    let mut idx = HashMap::new();
+    for c in clients {
+        let update = keys_of(c.code.as_deref(), c.tax_id.as_deref(), c.email.as_deref());
+        for (kind, key) in update.into_iter().chain(crate::duplicates::keys(c)) {
+            idx.insert((c.company.clone(), kind, key), DocId::from(c.id));
+        }
+    }
+    idx
+}
+
+fn keys_of(
+    code: Option<&str>,
+    tax: Option<&str>,
+    email: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(c) = code.filter(|c| !c.trim().is_empty()) {
+        out.push(("code", c.trim().to_string()));
+    }
+    if let Some(t) = tax.filter(|t| !t.trim().is_empty()) {
+        out.push((
+            "tax_id",
+            t.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_uppercase(),
+        ));
+    }
+    if let Some(e) = email.filter(|e| e.contains('@')) {
+        out.push(("email", e.trim().to_lowercase()));
+    }
+    out
+}
+
+/// Imports clients from CSV.
+pub fn import(
+    replica: &Replica,
+    input: impl Read,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Report, AppError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let headers = reader
+        .headers()
+        .map_err(|e| AppError::BadInput(format!("cannot read the header line: {e}")))?
+        .clone();
+    let mut columns: Vec<Option<&'static str>> = Vec::new();
+    let mut report = Report {
+        batch: Uuid::new_v4().to_string(),
+        dry_run: opts.dry_run,
+        ..Report::default()
+    };
+    for h in headers.iter() {
+        let mapped = match opts.mapping.get(h) {
+            Some(f) => Some(FIELDS.iter().copied().find(|x| x == f).ok_or_else(|| {
+                AppError::BadInput(format!(
+                    "mapping names unknown field {f:?}; fields: {}",
+                    FIELDS.join(", ")
+                ))
+            })?),
+            None => field_of(h),
+        };
+        if mapped.is_none() {
+            report.ignored_columns.push(h.to_string());
+        }
+        columns.push(mapped);
+    }
+    if !columns
+        .iter()
+        .any(|c| matches!(c, Some("name" | "first_name" | "last_name" | "legal_name")))
+    {
+        return Err(AppError::BadInput(
+            "no name column (name/nombre, first_name, last_name or legal_name)".into(),
+        ));
+    }
+    let batch = Uuid::parse_str(&report.batch).map_err(|e| AppError::BadInput(e.to_string()))?;
+    let mut existing = key_index(&replica.query(&Filter {
+        state: Some("active".into()),
+        ..Filter::default()
+    })?);
+    existing.extend(key_index(&replica.query(&Filter {
+        state: Some("archived".into()),
+        ..Filter::default()
+    })?));
+    for (n, record) in reader.records().enumerate() {
+        let line = n as u64 + 2;
+        report.rows += 1;
+        progress(report.rows);
+        let result = record
+            .map_err(|e| AppError::BadInput(format!("unreadable row: {e}")))
+            .and_then(|r| {
+                row(
+                    replica,
+                    &columns,
+                    &r,
+                    opts,
+                    batch,
+                    &mut existing,
+                    line,
+                    &mut report,
+                )
+            });
+        if let Err(e) = result {
+            report.errors.push(RowError {
+                line,
+                error: e.to_string(),
+            });
+            if opts.stop_on_error {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    replica: &Replica,
+    columns: &[Option<&'static str>],
+    record: &csv::StringRecord,
+    opts: &Options,
+    batch: Uuid,
+    existing: &mut HashMap<(String, &'static str, String), DocId>,
+    line: u64,
+    report: &mut Report,
+) -> Result<(), AppError> {
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    for (col, v) in columns.iter().zip(record.iter()) {
+        if let Some(f) = col
+            && !v.is_empty()
+        {
+            values.push((f, v.to_string()));
+        }
+    }
+    let get = |f: &str| values.iter().find(|(k, _)| *k == f).map(|(_, v)| v.clone());
+    let company = get("company")
+        .or_else(|| opts.company.clone())
+        .ok_or_else(|| {
+            AppError::BadInput("no company (add a company column or pass --company)".into())
+        })?;
+    let name = get("name")
+        .or_else(|| {
+            let full = [get("first_name"), get("last_name")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!full.is_empty()).then_some(full)
+        })
+        .or_else(|| get("legal_name"))
+        .ok_or_else(|| AppError::BadInput("the name is empty".into()))?;
+    let keys = keys_of(
+        get("code").as_deref(),
+        get("tax_id").as_deref(),
+        get("email").as_deref(),
+    );
+    let matched = keys.iter().find_map(|(kind, key)| {
+        existing
+            .get(&(company.clone(), *kind, key.clone()))
+            .copied()
+    });
+    let fields: Vec<(&'static str, String)> = values
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "company" | "group" | "note" | "name"))
+        .cloned()
+        .chain(std::iter::once(("name", name.clone())))
+        .collect();
+    let groups: Vec<String> = get("group")
+        .map(|g| {
+            g.split([';', ','])
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let note = get("note");
+    if opts.dry_run {
+        // Validate on a scratch document so a dry run refuses exactly what a real run would.
+        let mut scratch = automerge::AutoCommit::new();
+        ficha_domain::new_client(&mut scratch, Uuid::nil(), &company, &name, None, None, 0)
+            .map_err(|e| AppError::BadInput(e.to_string()))?;
+        for (f, v) in &fields {
+            ficha_domain::set_field(&mut scratch, f, v)
+                .map_err(|e| AppError::BadInput(e.to_string()))?;
+        }
+        if matched.is_some() {
+            report.updated += 1
+        } else {
+            report.created += 1
+        }
+        return Ok(());
+    }
+    match matched {
+        Some(id) => {
+            let changed = replica.apply_import(id, &fields, &groups, note.as_deref(), None)?;
+            if changed {
+                report.updated += 1
+            } else {
+                report.unchanged += 1
+            }
+        }
+        None => {
+            let id = replica.create_imported(
+                &company,
+                &name,
+                &fields,
+                &groups,
+                note.as_deref(),
+                batch,
+            )?;
+            let similar = match_keys(
+                get("tax_id").as_deref(),
+                get("email").as_deref(),
+                get("phone").as_deref(),
+                &name,
+                get("birth_date").as_deref(),
+            );
+            for (kind, key) in similar {
+                match existing.get(&(company.clone(), kind, key.clone())) {
+                    Some(other) if *other != id => report.flagged.push(Flag {
+                        line,
+                        duplicate_of: other.to_string(),
+                        reason: kind,
+                    }),
+                    _ => {
+                        existing.insert((company.clone(), kind, key), id);
+                    }
+                }
+            }
+            for (kind, key) in keys {
+                existing.insert((company.clone(), kind, key), id);
+            }
+            report.created += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Trashes every client the batch created; returns how many.
+pub fn revert(replica: &Replica, batch: &str) -> Result<usize, AppError> {
+    let mut n = 0;
+    for state in ["active", "archived"] {
+        for c in replica.query(&Filter {
+            state: Some(state.into()),
+            ..Filter::default()
+        })? {
+            if c.import_batch.as_deref() == Some(batch) {
+                replica.set_state(DocId::from(c.id), "trashed")?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the clients a filter selects as CSV.
+pub fn export_csv(clients: &[ClientSummary], out: impl std::io::Write) -> Result<(), AppError> {
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| AppError::BadInput(format!("cannot write CSV: {e}"));
+    w.write_record([
+        "id",
+        "company",
+        "name",
+        "email",
+        "phone",
+        "tax_id",
+        "code",
+        "birth_date",
+        "state",
+        "groups",
+        "home_centre",
+        "origin",
+    ])
+    .map_err(io)?;
+    for c in clients {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        w.write_record([
+            c.id.to_string(),
+            c.company.clone(),
+            c.name.clone(),
+            opt(&c.email),
+            opt(&c.phone),
+            opt(&c.tax_id),
+            opt(&c.code),
+            opt(&c.birth_date),
+            c.state.clone(),
+            c.groups.join(";"),
+            opt(&c.home_centre),
+            opt(&c.origin),
+        ])
+        .map_err(io)?;
+    }
+    w.flush()
+        .map_err(|e| AppError::BadInput(format!("cannot write CSV: {e}")))?;
+    Ok(())
+}
