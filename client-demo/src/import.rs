@@ -19,27 +19,20 @@ use ficha_domain::search::{Filter, normalise};
 use crate::app::{AppError, Replica};
 use crate::duplicates::match_keys;
 
-/// Fields a column can map to.
-const FIELDS: &[&str] = &[
-    "name",
-    "first_name",
-    "last_name",
-    "legal_name",
-    "email",
-    "phone",
-    "tax_id",
-    "birth_date",
-    "gender",
-    "preferred_language",
-    "origin",
-    "home_centre",
-    "assigned_employee",
-    "code",
-    "company",
-    "group",
-    "note",
-    "additional_info",
-];
+/// Fields a column can map to: the record's own fields plus what an import row can carry.
+fn fields() -> Vec<&'static str> {
+    ficha_domain::schema::TEXT_FIELDS
+        .iter()
+        .chain(ficha_domain::profile::PROFILE_FIELDS)
+        .copied()
+        .chain([
+            ficha_domain::profile::ADDITIONAL_INFO,
+            "company",
+            "group",
+            "note",
+        ])
+        .collect()
+}
 
 /// Recognises a header in Spanish or English.
 fn field_of(header: &str) -> Option<&'static str> {
@@ -70,7 +63,7 @@ fn field_of(header: &str) -> Option<&'static str> {
         "group" | "groups" | "grupo" | "grupos" => "group",
         "note" | "notes" | "nota" | "notas" | "observaciones" => "note",
         "additional information" | "additional info" | "informacion adicional" => "additional_info",
-        _ => return FIELDS.iter().copied().find(|f| *f == h.replace(' ', "_")),
+        _ => return fields().into_iter().find(|f| *f == h.replace(' ', "_")),
     };
     Some(f)
 }
@@ -190,10 +183,10 @@ pub fn import(
     };
     for h in headers.iter() {
         let mapped = match opts.mapping.get(h) {
-            Some(f) => Some(FIELDS.iter().copied().find(|x| x == f).ok_or_else(|| {
+            Some(f) => Some(fields().into_iter().find(|x| x == f).ok_or_else(|| {
                 AppError::BadInput(format!(
                     "mapping names unknown field {f:?}; fields: {}",
-                    FIELDS.join(", ")
+                    fields().join(", ")
                 ))
             })?),
             None => field_of(h),
