@@ -213,6 +213,41 @@ impl Replica {
         })
     }
 
+    /// Reactivates an archived or trashed client, refusing if an active client looks like the
+    /// same person (merge them first, or pass `force` after checking).
+    pub fn reactivate(&self, id: DocId, force: bool) -> Result<(), AppError> {
+        if !force {
+            let clashes: Vec<String> = self
+                .duplicates()?
+                .into_iter()
+                .filter_map(|c| {
+                    let other = if c.a.id == id.uuid() {
+                        c.b
+                    } else if c.b.id == id.uuid() {
+                        c.a
+                    } else {
+                        return None;
+                    };
+                    (other.state == "active").then(|| {
+                        format!(
+                            "{} {:?} (same {})",
+                            other.id,
+                            other.name,
+                            c.reasons.join(", ")
+                        )
+                    })
+                })
+                .collect();
+            if !clashes.is_empty() {
+                return Err(AppError::BadInput(format!(
+                    "not reactivated: it may duplicate active {}; merge with `ficha duplicates merge`, or pass --force",
+                    clashes.join("; ")
+                )));
+            }
+        }
+        self.set_state(id, "active")
+    }
+
     /// Moves a client to active, archived or trashed.
     pub fn set_state(&self, id: DocId, state: &str) -> Result<(), AppError> {
         self.logged(id, state, &format!("state set to {state}"), |d| {

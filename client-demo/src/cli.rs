@@ -127,8 +127,13 @@ pub enum ClientCmd {
     Archive { id: String },
     /// Moves a client to the trash (restorable).
     Trash { id: String },
-    /// Makes an archived or trashed client active again.
-    Restore { id: String },
+    /// Makes an archived or trashed client active again (refused if an active client looks
+    /// like the same person, unless --force).
+    Restore {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Lists clients (trashed ones only with --state trashed).
     List {
         #[arg(long)]
@@ -551,7 +556,7 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
         ClientCmd::Set { id, field, value } => replica.set_field(parse_id(&id)?, &field, &value)?,
         ClientCmd::Archive { id } => replica.set_state(parse_id(&id)?, "archived")?,
         ClientCmd::Trash { id } => replica.set_state(parse_id(&id)?, "trashed")?,
-        ClientCmd::Restore { id } => replica.set_state(parse_id(&id)?, "active")?,
+        ClientCmd::Restore { id, force } => replica.reactivate(parse_id(&id)?, force)?,
         ClientCmd::Show { id, json } => {
             let view = replica.show(parse_id(&id)?)?;
             if json {

@@ -147,3 +147,63 @@ fn offline_duplicates_are_found_merged_and_forwarded() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn reactivating_an_archived_client_checks_for_active_duplicates_first() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    // A group-wide archive: this replica sees two companies.
+    let hq = relay.replica(&tmp.path().join("hq"), "hq", &["clinica", "salon"])?;
+    let old = hq.ok(&[
+        "client",
+        "add",
+        "--company",
+        "clinica",
+        "--name",
+        "Ana Vidal",
+        "--email",
+        "ana@vidal.es",
+    ])?;
+    let other_co = hq.ok(&["client", "add", "--company", "salon", "--name", "Pau Soler"])?;
+    hq.ok(&["client", "archive", &old])?;
+    hq.ok(&["client", "archive", &other_co])?;
+    let archived: serde_json::Value =
+        serde_json::from_str(&hq.ok(&["client", "list", "--json", "--state", "archived"])?)?;
+    assert_eq!(
+        archived.as_array().map(Vec::len),
+        Some(2),
+        "the archive spans the companies of the token"
+    );
+    // She comes back and is registered anew before anyone looks in the archive.
+    let new = hq.ok(&[
+        "client",
+        "add",
+        "--company",
+        "clinica",
+        "--name",
+        "Ana Vidal",
+        "--email",
+        "ANA@vidal.es",
+    ])?;
+    let refused = hq.run(&["client", "restore", &old])?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&new),
+        "names the active duplicate"
+    );
+    assert_eq!(hq.show(&old)?["state"], "archived", "nothing changed");
+    hq.ok(&["duplicates", "merge", &old, &new])?;
+    hq.ok(&["client", "restore", &old])?;
+    assert_eq!(hq.show(&old)?["state"], "active");
+    hq.ok(&["client", "restore", &other_co])?;
+    let log = hq.show(&old)?["log"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "archived" && e["who"] == "hq"),
+        "archive events are recorded"
+    );
+    Ok(())
+}
