@@ -1,26 +1,105 @@
 //! The Ficha relay: a WebSocket endpoint over a redb change feed.
 //!
 //! The protocol itself lives in `ficha_core::relay`; this crate stores (`store`), serves
-//! (`server`) and keeps the signing secret (`secret`).
+//! (`server`), keeps the signing secret (`secret`) and runs admin commands (`admin`).
+//! In-process users (tests, the demo, benches) call [`spawn`] and [`issue_token`].
 
+pub mod admin;
+pub mod error;
 pub mod secret;
 pub mod server;
 pub mod store;
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-/// File the serving relay writes its address to, so admin commands can reach it.
+pub use error::Error;
+pub use server::Limits;
+
+/// File the serving relay writes its (loopback-reachable) address to, for admin commands.
 pub const ADDR_FILE: &str = "relay.addr";
+
+/// Default token lifetime of `ficha-relay token`.
+pub const DEFAULT_TTL_DAYS: u64 = 365;
+
+fn load_secret(dir: &Path) -> Result<[u8; 32], Error> {
+    secret::load_or_create(dir).map_err(|source| Error::Secret {
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// A relay with its database open and its port bound, not serving yet.
+pub struct BoundRelay {
+    listener: tokio::net::TcpListener,
+    shared: Arc<server::Shared>,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl BoundRelay {
+    /// Opens the database and secret in `dir` and binds `listen` (port 0 picks a free port).
+    pub async fn bind(dir: &Path, listen: SocketAddr, limits: Limits) -> Result<Self, Error> {
+        let store = store::RedbRelayStore::open(dir)?;
+        let secret = load_secret(dir)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(Error::Serve)?;
+        Ok(Self {
+            listener,
+            shared: server::Shared::new(store, secret, limits),
+            addr,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves; the database is closed when this returns.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let addr_file = self.dir.join(ADDR_FILE);
+        // Admin commands connect here; a wildcard bind is reached through loopback.
+        let mut reach = self.addr;
+        if reach.ip().is_unspecified() {
+            reach.set_ip(match reach {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        std::fs::write(&addr_file, reach.to_string()).map_err(|source| Error::Io {
+            path: addr_file.clone(),
+            source,
+        })?;
+        tracing::info!(addr = %self.addr, data = %self.dir.display(), "relay serving");
+        let result = server::run(self.listener, self.shared, shutdown).await;
+        // Another relay may have taken over the directory since; its file stays.
+        if std::fs::read_to_string(&addr_file).is_ok_and(|a| a == reach.to_string()) {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+        result.map_err(Error::Serve)
+    }
+}
 
 /// A relay running inside this process (for the demo and tests).
 pub struct RunningRelay {
     /// The address it listens on.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
 }
 
 impl RunningRelay {
@@ -29,33 +108,34 @@ impl RunningRelay {
         format!("ws://{}/sync", self.addr)
     }
 
-    /// Stops serving and waits until the database is released.
+    /// Stops serving, closes every session and waits until the database is released.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        let _ = self.task.await;
+        match (&mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "relay stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "relay task failed"),
+        }
     }
 }
 
-/// Starts a relay on `listen` with its data in `dir`.
-pub async fn spawn(dir: &Path, listen: SocketAddr) -> anyhow::Result<RunningRelay> {
-    spawn_with(dir, listen, server::Limits::default()).await
+/// Starts a relay on `listen` with its data in `dir`, with default limits.
+pub async fn spawn(dir: &Path, listen: SocketAddr) -> Result<RunningRelay, Error> {
+    spawn_with(dir, listen, Limits::default()).await
 }
 
-/// Starts a relay with explicit network limits.
+/// Starts a relay with explicit network limits (e.g. short timeouts in tests).
 pub async fn spawn_with(
     dir: &Path,
     listen: SocketAddr,
-    limits: server::Limits,
-) -> anyhow::Result<RunningRelay> {
-    let store = store::RedbRelayStore::open(dir)?;
-    let secret = secret::load_or_create(dir)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let shared = server::Shared::new(store, secret, limits);
+    limits: Limits,
+) -> Result<RunningRelay, Error> {
+    let bound = BoundRelay::bind(dir, listen, limits).await?;
+    let addr = bound.addr();
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(server::run(listener, shared, async {
+    let task = tokio::spawn(bound.serve(async {
         let _ = rx.await;
     }));
     Ok(RunningRelay {
@@ -65,53 +145,41 @@ pub async fn spawn_with(
     })
 }
 
-/// Issues a token signed with the relay's secret in `dir`.
+/// Issues a token signed with the relay's secret in `dir` (creating the secret if needed);
+/// needs no database, so it works while a relay serves from `dir`.
 pub fn issue_token(
     dir: &Path,
     replica: &str,
     companies: &[String],
     read_only: bool,
     ttl_days: u64,
-) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        !replica.trim().is_empty(),
-        "the replica name must not be empty"
-    );
-    anyhow::ensure!(!companies.is_empty(), "name at least one --company");
+) -> Result<String, Error> {
+    if replica.trim().is_empty() {
+        return Err(Error::Invalid("the replica name must not be empty".into()));
+    }
+    if companies.is_empty() {
+        return Err(Error::Invalid("name at least one --company".into()));
+    }
+    if ttl_days == 0 {
+        return Err(Error::Invalid(
+            "--ttl-days must be at least 1 (a token valid for 0 days is already expired)".into(),
+        ));
+    }
     let companies = companies
         .iter()
         .map(|c| ficha_core::Company::new(c))
         .collect::<Result<Vec<_>, _>>()?;
-    let secret = secret::load_or_create(dir)?;
+    let secret = load_secret(dir)?;
     let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| Error::Clock)?
         .as_secs();
     let claims = ficha_core::token::Claims {
         replica: replica.to_string(),
         companies,
         write: !read_only,
         issued_at: now,
-        expires_at: now + ttl_days * 86_400,
+        expires_at: now.saturating_add(ttl_days.saturating_mul(86_400)),
     };
     Ok(ficha_core::token::sign(&secret, &claims))
-}
-
-/// Runs an admin call against the relay serving from `dir`, if one is; None if none is.
-pub async fn admin_call(dir: &Path, path_and_query: &str) -> anyhow::Result<Option<String>> {
-    let Ok(addr) = std::fs::read_to_string(dir.join(ADDR_FILE)) else {
-        return Ok(None);
-    };
-    let secret = secret::load_or_create(dir)?;
-    let url = format!("http://{}{path_and_query}", addr.trim());
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("x-ficha-admin", secret::admin_key(&secret))
-        .send()
-        .await;
-    match response {
-        Err(e) if e.is_connect() => Ok(None),
-        Err(e) => Err(e.into()),
-        Ok(r) if r.status().is_success() => Ok(Some(r.text().await?)),
-        Ok(r) => anyhow::bail!("relay refused: {}", r.text().await.unwrap_or_default()),
-    }
 }

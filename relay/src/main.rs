@@ -1,13 +1,16 @@
 //! `ficha-relay`: serve, issue tokens, back up, restore, revoke.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use ficha_relay::{ADDR_FILE, admin_call, issue_token, secret, server, store};
+use ficha_relay::store::RedbRelayStore;
+use ficha_relay::{BoundRelay, DEFAULT_TTL_DAYS, Limits, admin, issue_token};
 
 /// The Ficha relay server.
 #[derive(Parser)]
@@ -19,44 +22,66 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serves the sync endpoint.
+    /// Serves the sync endpoint (prints "listening on ADDR" once ready).
     Serve {
+        /// Data directory (database, signing secret).
         #[arg(long)]
         data: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:7300")]
         listen: SocketAddr,
+        /// Most concurrent connections.
+        #[arg(long, default_value_t = 1000)]
+        max_sessions: usize,
+        /// Most concurrent sessions per replica name.
+        #[arg(long, default_value_t = 4)]
+        max_sessions_per_replica: usize,
+        /// Seconds a session may stay silent (no frame, no ping) before it is closed.
+        #[arg(long, default_value_t = 120)]
+        idle_timeout_secs: u64,
     },
-    /// Issues a token for a replica (prints it alone on stdout).
+    /// Issues a token for a replica (prints it alone on stdout); works while serving.
     Token {
+        /// Data directory (only its signing secret is read).
         #[arg(long)]
         data: PathBuf,
+        /// The replica's name (one name per machine; revocation works by name).
         #[arg(long)]
         replica: String,
+        /// A company the replica may sync (repeat for several).
         #[arg(long = "company", required = true)]
         companies: Vec<String>,
+        /// The replica may read but not upload.
         #[arg(long)]
         read_only: bool,
-        #[arg(long, default_value_t = 365)]
+        /// Days until the token expires.
+        #[arg(long, default_value_t = DEFAULT_TTL_DAYS)]
         ttl_days: u64,
     },
     /// Writes a consistent copy of the database (works while serving).
     Backup {
+        /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The backup file to write.
         #[arg(long)]
         out: PathBuf,
     },
     /// Replaces the database with a backup and gives it a new epoch (relay stopped).
     Restore {
+        /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The backup file to restore.
         #[arg(long)]
         from: PathBuf,
     },
-    /// Refuses every token of a replica from now on.
+    /// Refuses every token of a replica from now on (works while serving).
     Revoke {
+        /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The replica name the tokens were issued for.
         #[arg(long)]
         replica: String,
     },
@@ -69,11 +94,12 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(Cli::parse())));
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -85,7 +111,27 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { data, listen } => serve(data, listen).await,
+        Command::Serve {
+            data,
+            listen,
+            max_sessions,
+            max_sessions_per_replica,
+            idle_timeout_secs,
+        } => {
+            let limits = Limits {
+                max_connections: max_sessions,
+                max_sessions_per_replica,
+                idle_timeout: Duration::from_secs(idle_timeout_secs),
+                ..Limits::default()
+            };
+            let relay = BoundRelay::bind(&data, listen, limits)
+                .await
+                .with_context(|| format!("cannot serve from {}", data.display()))?;
+            let mut out = std::io::stdout();
+            writeln!(out, "listening on {}", relay.addr())?;
+            out.flush()?;
+            relay.serve(shutdown_signal()).await?;
+        }
         Command::Token {
             data,
             replica,
@@ -93,82 +139,40 @@ async fn run(cli: Cli) -> Result<()> {
             read_only,
             ttl_days,
         } => {
-            println!(
-                "{}",
-                issue_token(&data, &replica, &companies, read_only, ttl_days)?
-            );
-            Ok(())
+            let token = issue_token(&data, &replica, &companies, read_only, ttl_days)
+                .context("cannot issue the token")?;
+            let mut out = std::io::stdout();
+            writeln!(out, "{token}")?;
+            out.flush()?;
         }
         Command::Backup { data, out } => {
-            let out = std::path::absolute(&out)?;
-            let q = format!("/admin/backup?out={}", encode(&out.display().to_string()));
-            if let Some(msg) = admin_call(&data, &q).await? {
-                eprintln!("{msg}");
-                return Ok(());
-            }
-            store::RedbRelayStore::open(&data)?.backup(&out)?;
-            eprintln!("backup written to {}", out.display());
-            Ok(())
+            let msg = admin::backup(&data, &out)
+                .await
+                .with_context(|| format!("cannot back up {}", data.display()))?;
+            eprintln!("{msg}");
         }
         Command::Restore { data, from } => {
-            let epoch = store::restore(&from, &data).with_context(|| {
-                format!("cannot restore {} (is the relay stopped?)", from.display())
+            let epoch = RedbRelayStore::restore(&from, &data).with_context(|| {
+                format!(
+                    "cannot restore {} into {} (stop the relay first)",
+                    from.display(),
+                    data.display()
+                )
             })?;
             eprintln!("restored; new epoch {epoch}: replicas will reconcile on their next sync");
-            Ok(())
         }
         Command::Revoke { data, replica } => {
-            let q = format!("/admin/revoke?replica={}", encode(&replica));
-            if let Some(msg) = admin_call(&data, &q).await? {
-                eprintln!("{msg}");
-                return Ok(());
-            }
-            store::RedbRelayStore::open(&data)?.revoke(&replica)?;
-            eprintln!("revoked {replica}");
-            Ok(())
+            let msg = admin::revoke(&data, &replica)
+                .await
+                .with_context(|| format!("cannot revoke {replica:?}"))?;
+            eprintln!("{msg}");
         }
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn serve(data: PathBuf, listen: SocketAddr) -> Result<()> {
-    let store = store::RedbRelayStore::open(&data)?;
-    let secret = secret::load_or_create(&data).with_context(|| {
-        format!(
-            "cannot read or create the signing secret in {}",
-            data.display()
-        )
-    })?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    std::fs::write(data.join(ADDR_FILE), addr.to_string())?;
-    let shared = server::Shared::new(store, secret, server::Limits::default());
-    println!("listening on {addr}");
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    tracing::info!(%addr, data = %data.display(), "relay serving");
-    server::run(listener, shared, ficha_relay_shutdown()).await?;
-    let _ = std::fs::remove_file(data.join(ADDR_FILE));
     Ok(())
 }
 
-async fn ficha_relay_shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -178,7 +182,7 @@ async fn ficha_relay_shutdown() {
         }
     };
     tokio::select! {
-        _ = ctrl_c => {}
+        _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
 }

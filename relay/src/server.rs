@@ -1,45 +1,54 @@
 //! The relay's network driver: axum routes over the sans-IO [`Relay`].
 //!
 //! One `Relay` sits behind a mutex; each WebSocket gets a connection id and a bounded queue of
-//! outgoing frames drained by its own writer task. A session whose queue is full is too slow to
-//! keep: it is closed and will resume from its checkpoint, so relay memory stays bounded.
+//! outgoing frames drained by its own writer task. Outputs are queued while the relay's lock
+//! is still held, so every session receives frames in the order the relay produced them (live
+//! feed pages must arrive in sequence). A session whose queue is full is too slow to keep: it
+//! is closed and will resume from its checkpoint, so relay memory stays bounded.
+
+mod admin;
+mod session;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::extract::ws::CloseFrame;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
-use ficha_core::frame::DEFAULT_MAX_FRAME;
 use ficha_core::relay::{ConnId, Output, Relay, RelayConfig};
 
-use crate::store::RedbRelayStore;
+use crate::store::{RedbRelayStore, StoreHandle};
+
+/// Header carrying the admin key (see [`crate::secret::admin_key`]).
+pub const ADMIN_HEADER: &str = "x-ficha-admin";
 
 /// Limits of the network layer.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// A socket must say hello within this time.
+    /// A socket must say hello within this time of connecting (pings do not extend it).
     pub handshake_timeout: Duration,
     /// A session that sends nothing (not even a ping) for this long is closed.
     pub idle_timeout: Duration,
-    /// Most concurrent connections.
+    /// Most concurrent WebSocket connections; more are refused with a `Limit` error.
     pub max_connections: usize,
+    /// Most concurrent sessions of one replica name (one token holder).
+    pub max_sessions_per_replica: usize,
     /// Outgoing frames queued per session before it counts as too slow.
     pub queue: usize,
     /// How often the background task folds feed entries (see `RedbRelayStore::compact`).
     pub compact_every: Duration,
     /// Documents folded per pass, so the relay stays responsive.
     pub compact_batch: usize,
+    /// How long shutdown waits for sessions to close before returning anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -48,23 +57,54 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 1000,
+            max_sessions_per_replica: 4,
             queue: 256,
             compact_every: Duration::from_secs(5),
             compact_batch: 200,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
 
-enum Out {
-    Frame(Arc<[u8]>),
-    Close,
+/// How the writer task of one connection is told to stop.
+#[derive(Default)]
+struct ConnCtl {
+    /// Stop now, dropping whatever is still queued.
+    kill: Notify,
+    /// The close frame to end with, if not the default one.
+    close: Mutex<Option<CloseFrame>>,
+}
+
+impl ConnCtl {
+    fn set_close(&self, code: u16, reason: &'static str) {
+        *lock(&self.close) = Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        });
+    }
+
+    fn take_close(&self) -> Option<CloseFrame> {
+        lock(&self.close).take()
+    }
+}
+
+/// A connection's outgoing side, as the relay's outputs reach it.
+struct Conn {
+    tx: mpsc::Sender<Arc<[u8]>>,
+    ctl: Arc<ConnCtl>,
 }
 
 /// What every connection shares.
 pub struct Shared {
     relay: Mutex<Relay<RedbRelayStore>>,
-    conns: Mutex<HashMap<ConnId, mpsc::Sender<Out>>>,
+    store: StoreHandle,
+    conns: Mutex<HashMap<ConnId, Conn>>,
     next: AtomicU64,
+    /// Open WebSocket connections (reserved slots).
+    active: watch::Sender<usize>,
+    closing: AtomicBool,
+    /// Refusals decided here rather than by the protocol (limits, text, handshake timeouts).
+    refused: AtomicU64,
     limits: Limits,
     admin_key: String,
 }
@@ -74,41 +114,130 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs synchronous storage work without stalling a multi-threaded runtime's other tasks; on
+/// a current-thread runtime (where `block_in_place` panics) it simply runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A reserved connection slot; released when dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 impl Shared {
     /// Wraps a store and a signing secret.
     pub fn new(store: RedbRelayStore, secret: [u8; 32], limits: Limits) -> Arc<Self> {
+        let mut cfg = RelayConfig::new(secret);
+        cfg.max_sessions_per_replica = limits.max_sessions_per_replica;
         Arc::new(Self {
-            relay: Mutex::new(Relay::new(store, RelayConfig::new(secret))),
+            store: store.handle(),
+            relay: Mutex::new(Relay::new(store, cfg)),
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            active: watch::Sender::new(0),
+            closing: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
             limits,
             admin_key: crate::secret::admin_key(&secret),
         })
     }
 
-    fn dispatch(&self, outputs: Vec<Output>) {
+    /// Runs `f` on the relay and queues its outputs before releasing the lock.
+    fn with_relay<R>(&self, f: impl FnOnce(&mut Relay<RedbRelayStore>) -> (R, Vec<Output>)) -> R {
+        blocking(|| {
+            let mut relay = lock(&self.relay);
+            let (r, outputs) = f(&mut relay);
+            self.dispatch(&mut relay, outputs);
+            r
+        })
+    }
+
+    /// Queues outputs; lock order is always relay, then conns.
+    fn dispatch(&self, relay: &mut Relay<RedbRelayStore>, outputs: Vec<Output>) {
+        if outputs.is_empty() {
+            return;
+        }
         let mut conns = lock(&self.conns);
-        let mut dropped = Vec::new();
         for o in outputs {
             match o {
                 Output::Send(conn, bytes) => {
-                    if let Some(tx) = conns.get(&conn)
-                        && tx.try_send(Out::Frame(bytes)).is_err()
-                    {
-                        tracing::warn!(conn, "session too slow: closing it");
-                        dropped.push(conn);
+                    let Some(c) = conns.get(&conn) else { continue };
+                    match c.tx.try_send(bytes) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::warn!(conn, "session too slow to keep up: closing it");
+                            c.ctl
+                                .set_close(axum::extract::ws::close_code::AGAIN, "too slow");
+                            c.ctl.kill.notify_one();
+                            conns.remove(&conn);
+                            relay.disconnect(conn);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            conns.remove(&conn);
+                            relay.disconnect(conn);
+                        }
                     }
                 }
+                // Dropping the sender lets the writer flush what precedes, then close.
                 Output::Close(conn) => {
-                    if let Some(tx) = conns.get(&conn) {
-                        let _ = tx.try_send(Out::Close);
-                    }
+                    conns.remove(&conn);
                 }
             }
         }
-        for conn in dropped {
-            conns.remove(&conn);
-            lock(&self.relay).disconnect(conn);
+    }
+
+    /// Reserves a connection slot, unless the relay is full or shutting down.
+    fn reserve(self: &Arc<Self>) -> Option<Slot> {
+        if self.closing.load(Ordering::SeqCst) {
+            return None;
+        }
+        let max = self.limits.max_connections;
+        let reserved = self.active.send_if_modified(|n| {
+            let room = *n < max;
+            if room {
+                *n += 1;
+            }
+            room
+        });
+        reserved.then(|| Slot(self.clone()))
+    }
+
+    /// Ends every session: each gets a going-away close frame and its writer stops.
+    fn begin_shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for c in lock(&self.conns).values() {
+            c.ctl
+                .set_close(axum::extract::ws::close_code::AWAY, "relay shutting down");
+            c.ctl.kill.notify_one();
+        }
+    }
+
+    /// Closes every session and waits (within the grace period) until none is left.
+    async fn finish(self: Arc<Self>) {
+        self.begin_shutdown();
+        let grace = self.limits.shutdown_grace;
+        let mut active = self.active.subscribe();
+        if tokio::time::timeout(grace, active.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open after the shutdown grace period");
+        }
+        // Session tasks drop their handle just after releasing their slot; waiting for them
+        // means the database is closed when `run` returns, so it can be reopened at once.
+        let deadline = tokio::time::Instant::now() + grace;
+        while Arc::strong_count(&self) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
@@ -119,38 +248,48 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The relay's routes.
+/// The relay's routes (serve with connect info: admin calls check the peer address).
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/sync", get(upgrade))
+        .route("/sync", get(session::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route("/admin/backup", post(admin_backup))
-        .route("/admin/revoke", post(admin_revoke))
+        .route("/admin/backup", post(admin::backup))
+        .route("/admin/revoke", post(admin::revoke))
         .with_state(shared)
 }
 
-/// Serves on `listener` until `shutdown` resolves.
+/// Serves on `listener` until `shutdown` resolves, then closes every session and returns once
+/// they are gone (and, if the caller kept no other handle, the database is closed).
 pub async fn run(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let compactor = tokio::spawn(compact_forever(shared.clone()));
-    let result = axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
+    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let closing = shared.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("relay shutting down");
+            closing.begin_shutdown();
+        })
         .await;
     compactor.abort();
+    let _ = compactor.await;
+    shared.finish().await;
     result
 }
 
 /// Folds feed entries in the background, a bounded batch per pass.
 async fn compact_forever(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(shared.limits.compact_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let batch = shared.limits.compact_batch;
-        let result = tokio::task::block_in_place(|| lock(&shared.relay).store_mut().compact(batch));
+        let result = blocking(|| lock(&shared.relay).store_mut().compact(batch));
         match result {
             Ok(0) => {}
             Ok(n) => tracing::debug!(docs = n, "compacted feed entries"),
@@ -159,171 +298,33 @@ async fn compact_forever(shared: Arc<Shared>) {
     }
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    if lock(&shared.conns).len() >= shared.limits.max_connections {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions").into_response();
-    }
-    ws.max_message_size(DEFAULT_MAX_FRAME)
-        .max_frame_size(DEFAULT_MAX_FRAME)
-        .on_upgrade(move |socket| session(socket, shared))
-}
-
-async fn session(socket: WebSocket, shared: Arc<Shared>) {
-    let conn = shared.next.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Out>(shared.limits.queue);
-    lock(&shared.conns).insert(conn, tx);
-    lock(&shared.relay).connect(conn);
-    let (mut sink, mut stream) = socket.split();
-    let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            match out {
-                Out::Frame(bytes) => {
-                    if sink
-                        .send(Message::Binary(Bytes::from_owner(bytes)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Out::Close => break,
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let mut welcomed = false;
-    loop {
-        let limit = if welcomed {
-            shared.limits.idle_timeout
-        } else {
-            shared.limits.handshake_timeout
-        };
-        let msg = match tokio::time::timeout(limit, stream.next()).await {
-            Err(_) => {
-                tracing::info!(conn, welcomed, "closing a silent connection");
-                break;
-            }
-            Ok(None) | Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(m))) => m,
-        };
-        let bytes = match msg {
-            Message::Binary(b) => b,
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Text(_) => {
-                tracing::warn!(conn, "text message on the sync socket: closing");
-                break;
-            }
-        };
-        welcomed = true;
-        let outputs =
-            tokio::task::block_in_place(|| lock(&shared.relay).receive(conn, &bytes, now_secs()));
-        shared.dispatch(outputs);
-        if !lock(&shared.conns).contains_key(&conn) {
-            break;
-        }
-    }
-    lock(&shared.relay).disconnect(conn);
-    lock(&shared.conns).remove(&conn);
-    let _ = writer.await;
-}
-
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let (stats, sessions, counts) = {
+    let (stats, sessions) = {
         let relay = lock(&shared.relay);
-        (
-            relay.stats().clone(),
-            relay.session_count(),
-            relay.store().counts().unwrap_or_default(),
-        )
+        (relay.stats().clone(), relay.session_count())
     };
+    let counts = blocking(|| shared.store.counts()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "metrics: cannot count stored documents");
+        Default::default()
+    });
+    let connections = *shared.active.borrow();
+    let refused = stats.refused + shared.refused.load(Ordering::Relaxed);
     let body = format!(
         "# TYPE ficha_sessions gauge\nficha_sessions {sessions}\n\
+         # TYPE ficha_connections gauge\nficha_connections {connections}\n\
          # TYPE ficha_documents gauge\nficha_documents {}\n\
          # TYPE ficha_changes_stored_total counter\nficha_changes_stored_total {}\n\
          # TYPE ficha_frames_in_total counter\nficha_frames_in_total {}\n\
          # TYPE ficha_frames_out_total counter\nficha_frames_out_total {}\n\
          # TYPE ficha_bytes_in_total counter\nficha_bytes_in_total {}\n\
          # TYPE ficha_bytes_out_total counter\nficha_bytes_out_total {}\n\
-         # TYPE ficha_refused_total counter\nficha_refused_total {}\n",
+         # TYPE ficha_refused_total counter\nficha_refused_total {refused}\n",
         counts.documents,
         counts.changes,
         stats.frames_in,
         stats.frames_out,
         stats.bytes_in,
         stats.bytes_out,
-        stats.refused,
     );
     ([("content-type", "text/plain; version=0.0.4")], body)
-}
-
-fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
-    headers
-        .get("x-ficha-admin")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| blake3::hash(v.as_bytes()) == blake3::hash(shared.admin_key.as_bytes()))
-}
-
-type AdminReply = (StatusCode, String);
-
-/// Checks the admin key and returns the one query parameter an admin call needs.
-fn admin_param(
-    shared: &Shared,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-    name: &str,
-) -> Result<String, AdminReply> {
-    if !authorised(shared, headers) {
-        return Err((StatusCode::UNAUTHORIZED, "admin key required".into()));
-    }
-    q.get(name)
-        .cloned()
-        .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("missing {name}")))
-}
-
-async fn admin_backup(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminReply {
-    let out = match admin_param(&shared, &headers, &q, "out") {
-        Ok(o) => o,
-        Err(reply) => return reply,
-    };
-    let result = tokio::task::block_in_place(|| {
-        lock(&shared.relay)
-            .store()
-            .backup(std::path::Path::new(&out))
-    });
-    match result {
-        Ok(()) => (StatusCode::OK, format!("backup written to {out}")),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-async fn admin_revoke(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminReply {
-    let name = match admin_param(&shared, &headers, &q, "replica") {
-        Ok(n) => n,
-        Err(reply) => return reply,
-    };
-    let result = tokio::task::block_in_place(|| {
-        let mut relay = lock(&shared.relay);
-        relay.store_mut().revoke(&name)?;
-        Ok::<_, crate::store::RelayStoreError>(relay.revoked(&name))
-    });
-    match result {
-        Ok(outputs) => {
-            let closed = outputs.len() / 2;
-            shared.dispatch(outputs);
-            (
-                StatusCode::OK,
-                format!("revoked {name}; closed {closed} open sessions"),
-            )
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
 }

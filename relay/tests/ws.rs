@@ -1,100 +1,24 @@
 //! The relay over a real WebSocket: bad input is refused, logged and stores nothing, and other
 //! sessions keep being served.
 
+mod common;
+
 use std::time::Duration;
 
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ROOT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use ficha_core::frame::{ByteBuf, DocChanges, ErrorCode, Frame, Hello, Upload};
-use ficha_core::ids::actor_for;
+use ficha_core::frame::{ErrorCode, Frame};
+use ficha_core::token::{Claims, sign};
 use ficha_core::{Company, DocId, ReplicaId};
-use ficha_relay::server::Limits;
-use ficha_relay::{RunningRelay, issue_token, spawn_with};
+use ficha_relay::{issue_token, secret};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn start(dir: &std::path::Path) -> RunningRelay {
-    let limits = Limits {
-        handshake_timeout: Duration::from_millis(300),
-        ..Limits::default()
-    };
-    spawn_with(dir, "127.0.0.1:0".parse().expect("addr"), limits)
-        .await
-        .expect("relay starts")
-}
-
-async fn connect(relay: &RunningRelay) -> Ws {
-    tokio_tungstenite::connect_async(relay.url())
-        .await
-        .expect("connect")
-        .0
-}
-
-async fn send(ws: &mut Ws, f: Frame) {
-    ws.send(Message::Binary(f.encode().into()))
-        .await
-        .expect("send");
-}
-
-/// The next frame, or None once the relay closed the socket.
-async fn next(ws: &mut Ws) -> Option<Frame> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("relay answers in time")
-        {
-            Some(Ok(Message::Binary(b))) => {
-                return Some(Frame::decode(&b, usize::MAX).expect("relay frames decode"));
-            }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-async fn hello(ws: &mut Ws, replica: ReplicaId, token: String) -> Frame {
-    send(ws, Frame::Hello(Hello { replica, token })).await;
-    next(ws).await.expect("an answer to hello")
-}
-
-fn change(replica: ReplicaId) -> Vec<u8> {
-    let mut doc = AutoCommit::new().with_actor(actor_for(replica, 1));
-    doc.put(ROOT, "name", "x").expect("put");
-    doc.commit();
-    doc.get_last_local_change()
-        .expect("change")
-        .raw_bytes()
-        .to_vec()
-}
-
-async fn metric(relay: &RunningRelay, name: &str) -> u64 {
-    let body = reqwest::get(format!("http://{}/metrics", relay.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("metric present")
-}
-
-fn error_code(f: Option<Frame>) -> Option<ErrorCode> {
-    match f {
-        Some(Frame::Error(e)) if e.fatal => Some(e.code),
-        _ => None,
-    }
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_bad_tokens_are_refused_and_others_are_served() {
     let dir = tempfile::tempdir().expect("tmp");
-    let relay = start(dir.path()).await;
+    let relay = start(dir.path(), quick()).await;
     let token = issue_token(dir.path(), "a", &["acme".into()], false, 1).expect("token");
 
     let mut bad = connect(&relay).await;
@@ -108,50 +32,109 @@ async fn garbage_and_bad_tokens_are_refused_and_others_are_served() {
     let mut t = token.clone();
     t.pop();
     t.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert!(
-        matches!(hello(&mut forged, ReplicaId([9; 16]), t).await, Frame::Error(e) if e.code == ErrorCode::Unauthorized)
-    );
+    let answer = hello(&mut forged, ReplicaId([9; 16]), t).await;
+    assert_eq!(error_code(Some(answer)), Some(ErrorCode::Unauthorized));
+    assert!(next(&mut forged).await.is_none(), "closed after the error");
+
+    let mut wrong_key = connect(&relay).await;
+    let foreign = issue_token(&dir.path().join("other"), "a", &["acme".into()], false, 1)
+        .expect("token from another relay");
+    let answer = hello(&mut wrong_key, ReplicaId([1; 16]), foreign).await;
+    assert_eq!(error_code(Some(answer)), Some(ErrorCode::Unauthorized));
 
     let mut good = connect(&relay).await;
     assert!(matches!(
         hello(&mut good, ReplicaId([1; 16]), token.clone()).await,
-        Frame::Welcome(_)
+        Frame::Welcome(w) if w.grants.len() == 1 && w.grants[0].write
     ));
-    assert_eq!(
-        reqwest::get(format!("http://{}/healthz", relay.addr))
-            .await
-            .expect("h")
-            .text()
-            .await
-            .expect("b"),
-        "ok"
+    let health = reqwest::get(format!("http://{}/healthz", relay.addr))
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), "ok");
+    assert!(metric(&relay, "ficha_refused_total").await >= 3);
+    assert_eq!(metric(&relay, "ficha_sessions").await, 1);
+    for name in [
+        "ficha_documents",
+        "ficha_changes_stored_total",
+        "ficha_frames_in_total",
+        "ficha_frames_out_total",
+        "ficha_bytes_in_total",
+        "ficha_bytes_out_total",
+    ] {
+        metric(&relay, name).await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let relay = start(dir.path(), quick()).await;
+    let key = secret::load_or_create(dir.path()).expect("secret");
+    let expired = sign(
+        &key,
+        &Claims {
+            replica: "old".into(),
+            companies: vec![Company::new("acme").expect("c")],
+            write: true,
+            issued_at: 1,
+            expires_at: 2,
+        },
     );
-    assert!(metric(&relay, "ficha_refused_total").await >= 2);
+    let mut ws = connect(&relay).await;
+    match hello(&mut ws, ReplicaId([1; 16]), expired).await {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+            assert!(e.message.contains("expired"), "{}", e.message);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(next(&mut ws).await.is_none());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_is_refused_with_an_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let relay = start(dir.path(), quick()).await;
+    let mut ws = connect(&relay).await;
+    ws.send(Message::Text("hello?".into())).await.expect("send");
+    assert_eq!(error_code(next(&mut ws).await), Some(ErrorCode::Protocol));
+    assert!(next(&mut ws).await.is_none(), "closed after the error");
+    assert_eq!(metric(&relay, "ficha_refused_total").await, 1);
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_outside_the_grant_store_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    let relay = start(dir.path()).await;
+    let relay = start(dir.path(), quick()).await;
     let me = ReplicaId([1; 16]);
-    let upload = |company: &str, author: ReplicaId| {
-        Frame::Upload(Upload {
-            upto: 1,
-            docs: vec![DocChanges {
-                doc: DocId([7; 16]),
-                company: Company::new(company).expect("company"),
-                changes: vec![ByteBuf::from(change(author))],
-            }],
-        })
-    };
+    let doc = DocId([7; 16]);
     let cases = [
-        ("w1", false, upload("other", me), ErrorCode::Forbidden),
-        ("r1", true, upload("acme", me), ErrorCode::Forbidden),
+        (
+            "w1",
+            false,
+            upload(1, doc, "other", vec![change(me)]),
+            ErrorCode::Forbidden,
+        ),
+        (
+            "r1",
+            true,
+            upload(1, doc, "acme", vec![change(me)]),
+            ErrorCode::Forbidden,
+        ),
         (
             "w2",
             false,
-            upload("acme", ReplicaId([5; 16])),
+            upload(1, doc, "acme", vec![change(ReplicaId([5; 16]))]),
+            ErrorCode::BadChange,
+        ),
+        (
+            "w4",
+            false,
+            upload(1, doc, "acme", vec![b"junk".to_vec()]),
             ErrorCode::BadChange,
         ),
     ];
@@ -164,6 +147,7 @@ async fn uploads_outside_the_grant_store_nothing() {
         );
         send(&mut ws, frame).await;
         assert_eq!(error_code(next(&mut ws).await), Some(code), "{name}");
+        assert!(next(&mut ws).await.is_none(), "{name} closed");
     }
     assert_eq!(metric(&relay, "ficha_changes_stored_total").await, 0);
     assert_eq!(metric(&relay, "ficha_documents").await, 0);
@@ -173,16 +157,17 @@ async fn uploads_outside_the_grant_store_nothing() {
     let mut ws = connect(&relay).await;
     let w3 = ReplicaId([3; 16]);
     assert!(matches!(hello(&mut ws, w3, token).await, Frame::Welcome(_)));
-    send(&mut ws, upload("acme", w3)).await;
+    send(&mut ws, upload(1, doc, "acme", vec![change(w3)])).await;
     assert_eq!(next(&mut ws).await, Some(Frame::Ack { upto: 1 }));
     assert_eq!(metric(&relay, "ficha_changes_stored_total").await, 1);
+    assert_eq!(metric(&relay, "ficha_documents").await, 1);
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_socket_is_dropped_after_the_handshake_timeout() {
     let dir = tempfile::tempdir().expect("tmp");
-    let relay = start(dir.path()).await;
+    let relay = start(dir.path(), quick()).await;
     let mut ws = connect(&relay).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(next(&mut ws).await.is_none());
@@ -190,9 +175,63 @@ async fn a_silent_socket_is_dropped_after_the_handshake_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_do_not_stretch_the_handshake_but_keep_a_session_alive() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let limits = ficha_relay::Limits {
+        idle_timeout: Duration::from_millis(400),
+        ..quick()
+    };
+    let relay = start(dir.path(), limits).await;
+
+    let mut pinger = connect(&relay).await;
+    let started = tokio::time::Instant::now();
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(3) {
+            break false;
+        }
+        if pinger.send(Message::Ping(Vec::new().into())).await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), next(&mut pinger)).await {
+            Ok(None) => break true,
+            Ok(Some(f)) => panic!("unexpected {f:?}"),
+            Err(_) => {}
+        }
+    };
+    assert!(
+        closed,
+        "a socket that only pings is closed at the handshake deadline"
+    );
+
+    let token = issue_token(dir.path(), "a", &["acme".into()], false, 1).expect("token");
+    let mut ws = connect(&relay).await;
+    assert!(matches!(
+        hello(&mut ws, ReplicaId([1; 16]), token).await,
+        Frame::Welcome(_)
+    ));
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ws.send(Message::Ping(Vec::new().into()))
+            .await
+            .expect("alive");
+    }
+    assert_eq!(
+        metric(&relay, "ficha_sessions").await,
+        1,
+        "pings keep it open"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        next(&mut ws).await.is_none(),
+        "silence past the idle timeout closes it"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_token_cannot_speak_for_two_replicas() {
     let dir = tempfile::tempdir().expect("tmp");
-    let relay = start(dir.path()).await;
+    let relay = start(dir.path(), quick()).await;
     let token = issue_token(dir.path(), "laptop", &["acme".into()], false, 1).expect("token");
     let mut first = connect(&relay).await;
     assert!(matches!(

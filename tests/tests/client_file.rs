@@ -212,3 +212,53 @@ fn the_list_searches_filters_and_counts_without_opening_documents() -> Result<()
     assert_eq!(all["average_rating"], 5.0);
     Ok(())
 }
+
+#[test]
+fn archiving_while_another_branch_edits_keeps_both_and_flags_it() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "b", &["acme"])?;
+    let id = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Leaving Client",
+    ])?;
+    let quiet = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Quiet Client",
+    ])?;
+    a.sync()?;
+    b.sync()?;
+    // Offline: A archives both; B, unaware, writes a note on one of them.
+    a.ok(&["client", "archive", &id])?;
+    a.ok(&["client", "archive", &quiet])?;
+    assert_eq!(a.show(&id)?["edited_while_archived"], false);
+    b.ok(&[
+        "note",
+        "add",
+        &id,
+        "--text",
+        "called about her last invoice",
+    ])?;
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let (va, vb) = (a.show(&id)?, b.show(&id)?);
+    assert_eq!(va, vb);
+    assert_eq!(va["state"], "archived", "the archive holds");
+    assert_eq!(
+        va["notes"][0]["text"], "called about her last invoice",
+        "the edit is kept"
+    );
+    assert_eq!(va["edited_while_archived"], true);
+    assert_eq!(a.show(&quiet)?["edited_while_archived"], false);
+    Ok(())
+}

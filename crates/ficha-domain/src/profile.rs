@@ -1,7 +1,7 @@
 //! The client's own fields beyond name, email and phone; groups; lifecycle; activity log.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ROOT};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 use uuid::Uuid;
 
 use crate::error::DomainError;
@@ -89,6 +89,19 @@ pub fn set_state(doc: &mut AutoCommit, state: &str, now_ms: i64) -> Result<(), D
         });
     }
     doc.put(ROOT, "state", state)?;
+    if state == "archived" {
+        // Remember what had happened when the client was archived: any log entry outside this
+        // set — a later edit, or one made concurrently on a branch that had not heard of the
+        // archive — means the client was edited while archived.
+        let known: Vec<String> = match read::map(doc, &ROOT, "log")? {
+            Some(log) => doc.keys(&log).collect(),
+            None => Vec::new(),
+        };
+        let seen = doc.put_object(ROOT, "archived_known", ObjType::Map)?;
+        for id in known {
+            doc.put(&seen, id, true)?;
+        }
+    }
     if state == "trashed" {
         doc.put(ROOT, "trashed_at", now_ms)?;
     }
@@ -114,4 +127,35 @@ pub fn log_event(
     doc.put(&entry, "kind", kind)?;
     doc.put(&entry, "text", text)?;
     Ok(())
+}
+
+/// Log entry kinds that do not count as editing the client.
+const NOT_EDITS: &[&str] = &["archived", "active", "trashed", "merged", "not_duplicate"];
+
+/// True when the client is archived and its log holds an edit the archiving branch did not know.
+pub fn edited_while_archived(doc: &impl ReadDoc) -> Result<bool, DomainError> {
+    if read::string(doc, &ROOT, "state")?.as_deref() != Some("archived") {
+        return Ok(false);
+    }
+    let (Some(log), Some(known)) = (
+        read::map(doc, &ROOT, "log")?,
+        read::map(doc, &ROOT, "archived_known")?,
+    ) else {
+        return Ok(false);
+    };
+    for id in doc.keys(&log) {
+        if doc.get(&known, id.as_str())?.is_some() {
+            continue;
+        }
+        if let Some(entry) = read::map(doc, &log, &id)?
+            && !NOT_EDITS.contains(
+                &read::string(doc, &entry, "kind")?
+                    .unwrap_or_default()
+                    .as_str(),
+            )
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

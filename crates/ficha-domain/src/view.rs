@@ -87,6 +87,8 @@ pub struct ClientView {
     pub state: String,
     /// The survivor, when this record was merged into another.
     pub merged_into: Option<String>,
+    /// Archived, but edited after (or concurrently with) the archiving.
+    pub edited_while_archived: bool,
     /// When it was trashed (ms), if it is.
     pub trashed_at: Option<i64>,
     /// General and personal data (first_name, tax_id, birth_date, …), null when unset.
@@ -249,6 +251,7 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
         conflicts,
         state: read::string(doc, &ROOT, "state")?.unwrap_or_else(|| "active".into()),
         merged_into: read::string(doc, &ROOT, "merged_into")?,
+        edited_while_archived: crate::profile::edited_while_archived(doc)?,
         trashed_at: doc
             .get(ROOT, "trashed_at")?
             .map(|_| read::int(doc, &ROOT, "trashed_at"))

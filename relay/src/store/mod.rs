@@ -1,15 +1,19 @@
 //! The relay's redb store: per-company change feeds and the indexes the protocol needs.
 //!
-//! Every `ingest` is one durable write transaction. Nothing here holds documents in memory:
-//! `load_doc` reads only that document's feed entries (through `DOC_ENTRIES`), and digests come
-//! from stored heads, maintained incrementally as changes arrive.
+//! Every `ingest` is one durable write transaction (redb's default durability: fsync on
+//! commit). Nothing here holds documents in memory: `load_doc` reads only that document's feed
+//! entries (through `DOC_ENTRIES`), and digests come from stored heads, maintained
+//! incrementally as changes arrive. [`ficha_core::mem::MemRelayStore`] is the model this store
+//! must match, result for result.
 
 mod backup;
-mod schema;
+mod compact;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{Automerge, ChangeHash};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -22,6 +26,8 @@ use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 
 use schema::*;
 
+pub use schema::SCHEMA_VERSION;
+
 /// Database file name inside the relay's data directory.
 pub const DB_FILE: &str = "relay.redb";
 
@@ -29,20 +35,50 @@ pub const DB_FILE: &str = "relay.redb";
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum RelayStoreError {
-    /// Another process holds the database.
+    /// Another process (or another handle in this one) holds the database.
     #[error(
-        "the relay database in {0} is in use by another process (is `ficha-relay serve` running?)"
+        "the relay database {0} is in use by another process (is `ficha-relay serve` running?)"
     )]
     Locked(String),
+    /// The database was written by a newer (or unknown) layout.
+    #[error("the relay database has schema version {found}, this build reads version {supported}")]
+    Schema {
+        /// Version found in the file.
+        found: u64,
+        /// Version this build writes.
+        supported: u64,
+    },
+    /// A file that should be a relay database (a backup) is not one.
+    #[error("{0} is not a ficha relay database")]
+    NotRelayDatabase(String),
+    /// A document was sent under a company other than the one it is stored under.
+    #[error("document {doc} belongs to company {stored}, not {given}")]
+    CompanyMismatch {
+        /// The document.
+        doc: DocId,
+        /// Its stored company.
+        stored: String,
+        /// The company it came with.
+        given: String,
+    },
+    /// A path that cannot be used for this operation.
+    #[error("{0}")]
+    BadPath(String),
     /// Stored bytes that do not decode.
     #[error("corrupt relay record: {0}")]
     Corrupt(String),
     /// redb failed.
     #[error("storage: {0}")]
     Redb(#[from] redb::Error),
-    /// The file system failed.
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    /// The file system failed on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 macro_rules! from_redb {
@@ -60,6 +96,14 @@ from_redb!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Attaches the path to an I/O error.
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RelayStoreError + '_ {
+    move |source| RelayStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// One feed entry as stored.
 #[derive(Serialize, Deserialize)]
@@ -98,11 +142,58 @@ fn u64_of(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// The relay's database.
-pub struct RedbRelayStore {
-    db: Database,
-    epoch: RelayEpoch,
-    dir: PathBuf,
+/// Opens a database file, telling "held by a running relay" apart from other failures.
+fn open_db(path: &Path) -> Result<Database, RelayStoreError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(RelayStoreError::Locked(path.display().to_string()))
+        }
+        Err(e) => Err(RelayStoreError::Redb(e.into())),
+    }
+}
+
+/// Reads (or, when `create` allows, writes) the epoch and schema version, and creates every
+/// table so readers never meet a missing one.
+fn init(db: &Database, path: &Path, create: bool) -> Result<RelayEpoch, RelayStoreError> {
+    let txn = db.begin_write()?;
+    let epoch = {
+        let mut meta = txn.open_table(META)?;
+        let epoch = meta.get(EPOCH)?.map(|v| <[u8; 16]>::try_from(v.value()));
+        let schema = meta.get(SCHEMA)?.map(|v| u64_of(v.value()));
+        match (epoch, schema) {
+            (Some(Ok(e)), Some(SCHEMA_VERSION)) => RelayEpoch(e),
+            (Some(Err(_)), _) => return Err(RelayStoreError::Corrupt("epoch".into())),
+            (Some(Ok(_)), found) => {
+                return Err(RelayStoreError::Schema {
+                    found: found.unwrap_or(0),
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            (None, _) if !create => {
+                return Err(RelayStoreError::NotRelayDatabase(
+                    path.display().to_string(),
+                ));
+            }
+            (None, _) => {
+                let e = RelayEpoch::from(uuid::Uuid::new_v4());
+                meta.insert(EPOCH, e.as_bytes().as_slice())?;
+                meta.insert(SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                e
+            }
+        }
+    };
+    txn.open_table(FEED)?;
+    txn.open_table(HEADS)?;
+    txn.open_table(DOCS)?;
+    txn.open_table(DOC_ENTRIES)?;
+    txn.open_table(HASHES)?;
+    txn.open_table(COMPANY_DOCS)?;
+    txn.open_table(BINDINGS)?;
+    txn.open_table(REVOKED)?;
+    txn.open_table(DIRTY)?;
+    txn.commit()?;
+    Ok(epoch)
 }
 
 /// Counts for metrics.
@@ -114,54 +205,77 @@ pub struct StoreCounts {
     pub changes: u64,
 }
 
+/// A read-only handle on the database: metrics and backups without the relay's lock.
+#[derive(Clone)]
+pub struct StoreHandle {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl StoreHandle {
+    /// Document and change counts, from one read transaction.
+    pub fn counts(&self) -> Result<StoreCounts, RelayStoreError> {
+        let txn = self.db.begin_read()?;
+        let documents = txn.open_table(DOCS)?.len()?;
+        let changes = txn
+            .open_table(META)?
+            .get(CHANGES)?
+            .map_or(0, |v| u64_of(v.value()));
+        Ok(StoreCounts { documents, changes })
+    }
+
+    /// Writes a consistent copy of the database to `dest` while writers go on; the file
+    /// appears only once complete. Restore it with [`RedbRelayStore::restore`], never by
+    /// copying it in place: a restored database must get a new epoch.
+    pub fn backup(&self, dest: &Path) -> Result<(), RelayStoreError> {
+        backup::copy_all(&self.db, &self.path, dest)
+    }
+}
+
+/// The relay's database.
+pub struct RedbRelayStore {
+    db: Arc<Database>,
+    epoch: RelayEpoch,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
 impl RedbRelayStore {
-    /// Opens (or creates) the relay database in `dir`.
+    /// Opens (or creates, with a fresh random epoch) the relay database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, RelayStoreError> {
-        std::fs::create_dir_all(dir)?;
-        let db = match Database::create(dir.join(DB_FILE)) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(RelayStoreError::Locked(dir.display().to_string()));
-            }
-            Err(e) => return Err(RelayStoreError::Redb(e.into())),
-        };
-        let txn = db.begin_write()?;
-        let epoch = {
-            let mut meta = txn.open_table(META)?;
-            let existing = meta
-                .get(EPOCH)?
-                .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
-            match existing {
-                Some(e) => RelayEpoch(e),
-                None => {
-                    let e = RelayEpoch::from(uuid::Uuid::new_v4());
-                    meta.insert(EPOCH, e.as_bytes().as_slice())?;
-                    meta.insert(SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
-                    e
-                }
-            }
-        };
-        // Create every table so readers never meet a missing one.
-        txn.open_table(FEED)?;
-        txn.open_table(HEADS)?;
-        txn.open_table(DOCS)?;
-        txn.open_table(DOC_ENTRIES)?;
-        txn.open_table(HASHES)?;
-        txn.open_table(COMPANY_DOCS)?;
-        txn.open_table(BINDINGS)?;
-        txn.open_table(REVOKED)?;
-        txn.open_table(DIRTY)?;
-        txn.commit()?;
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        Self::open_file(dir, &dir.join(DB_FILE), true)
+    }
+
+    fn open_file(dir: &Path, path: &Path, create: bool) -> Result<Self, RelayStoreError> {
+        let db = open_db(path)?;
+        let epoch = init(&db, path, create)?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             epoch,
             dir: dir.to_path_buf(),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Replaces the database in `dir` with the backup at `backup` and gives it a NEW epoch,
+    /// so every replica notices, reconciles and re-uploads what the backup lacks. Refuses
+    /// while a relay serves from `dir`.
+    pub fn restore(backup: &Path, dir: &Path) -> Result<RelayEpoch, RelayStoreError> {
+        backup::restore(backup, dir)
     }
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A handle for metrics and backups that does not need `&self` (or the relay's lock).
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
     }
 
     /// Gives this database a new epoch (after a restore): every replica will repair.
@@ -175,7 +289,7 @@ impl RedbRelayStore {
         Ok(e)
     }
 
-    /// Revokes every token of a replica name.
+    /// Revokes every token of a replica name (durably, effective for the next hello).
     pub fn revoke(&mut self, name: &str) -> Result<(), RelayStoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(REVOKED)?.insert(name, ())?;
@@ -185,18 +299,12 @@ impl RedbRelayStore {
 
     /// Document and change counts.
     pub fn counts(&self) -> Result<StoreCounts, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        let documents = txn.open_table(DOCS)?.len()?;
-        let changes = txn
-            .open_table(META)?
-            .get(CHANGES)?
-            .map_or(0, |v| u64_of(v.value()));
-        Ok(StoreCounts { documents, changes })
+        self.handle().counts()
     }
 
-    /// Writes a consistent copy of the database to `dest` (while serving).
+    /// Writes a consistent copy of the database to `dest` (see [`StoreHandle::backup`]).
     pub fn backup(&self, dest: &Path) -> Result<(), RelayStoreError> {
-        backup::copy_all(&self.db, dest)
+        self.handle().backup(dest)
     }
 
     fn doc_record(
@@ -210,82 +318,10 @@ impl RedbRelayStore {
     }
 }
 
-impl RedbRelayStore {
-    /// Folds the feed entries of up to `max_docs` recently changed documents into one saved
-    /// Automerge document each; returns how many documents were compacted.
-    ///
-    /// The folded bytes replace the document's *latest* entry and the earlier entries are
-    /// deleted, so every checkpoint stays valid: a replica whose checkpoint lies before any
-    /// deleted entry still receives the surviving entry, which contains everything. Runs off the
-    /// live path (the server calls it from a background task); it is the only relay code that
-    /// loads a whole document outside repair.
-    pub fn compact(&mut self, max_docs: usize) -> Result<usize, RelayStoreError> {
-        let txn = self.db.begin_write()?;
-        let mut done = 0;
-        {
-            let mut dirty = txn.open_table(DIRTY)?;
-            let mut feed = txn.open_table(FEED)?;
-            let mut entries_t = txn.open_table(DOC_ENTRIES)?;
-            let docs_t = txn.open_table(DOCS)?;
-            let batch: Vec<[u8; 16]> = dirty
-                .iter()?
-                .take(max_docs)
-                .map(|i| i.map(|(k, _)| *k.value()))
-                .collect::<Result<_, _>>()?;
-            for id in batch {
-                dirty.remove(&id)?;
-                let doc = DocId(id);
-                let Some(rec) = Self::doc_record(&docs_t, &doc)? else {
-                    continue;
-                };
-                let seqs: Vec<u64> = entries_t
-                    .range((&id, 0)..=(&id, u64::MAX))?
-                    .map(|i| i.map(|(k, _)| k.value().1))
-                    .collect::<Result<_, _>>()?;
-                let Some(&last) = seqs.last() else { continue };
-                let c = rec.company.as_str();
-                let mut automerge = Automerge::new();
-                let mut origin = [0u8; 16];
-                for seq in &seqs {
-                    if let Some(v) = feed.get((c, *seq))? {
-                        let fr: FeedRecord = decode(v.value(), "feed entry")?;
-                        origin = fr.origin;
-                        automerge.load_incremental(&fr.changes).map_err(|e| {
-                            RelayStoreError::Corrupt(format!("document {doc}: {e}"))
-                        })?;
-                    }
-                }
-                if !automerge.get_missing_deps(&[]).is_empty() {
-                    // Changes still waiting for their history: fold them once it arrives.
-                    continue;
-                }
-                let folded = FeedRecord {
-                    doc: id,
-                    origin,
-                    changes: automerge.save(),
-                };
-                feed.insert((c, last), encode(&folded).as_slice())?;
-                for seq in &seqs[..seqs.len() - 1] {
-                    feed.remove((c, *seq))?;
-                    entries_t.remove((&id, *seq))?;
-                }
-                done += 1;
-            }
-        }
-        txn.commit()?;
-        Ok(done)
-    }
-}
-
-/// Replaces the database in `dir` with `backup` and gives it a new epoch.
+/// Replaces the database in `dir` with `backup` and gives it a new epoch (see
+/// [`RedbRelayStore::restore`]).
 pub fn restore(backup: &Path, dir: &Path) -> Result<RelayEpoch, RelayStoreError> {
-    std::fs::create_dir_all(dir)?;
-    let target = dir.join(DB_FILE);
-    let tmp = dir.join("relay.redb.restoring");
-    std::fs::copy(backup, &tmp)?;
-    std::fs::rename(&tmp, &target)?;
-    let mut store = RedbRelayStore::open(dir)?;
-    store.rotate_epoch()
+    RedbRelayStore::restore(backup, dir)
 }
 
 impl RelayStore for RedbRelayStore {
@@ -331,6 +367,7 @@ impl RelayStore for RedbRelayStore {
         for item in feed.range((c, after.saturating_add(1))..=(c, u64::MAX))? {
             let (k, v) = item?;
             let rec: FeedRecord = decode(v.value(), "feed entry")?;
+            // The first entry always goes out, however large, or the feed could never advance.
             if !out.is_empty() && bytes + rec.changes.len() > max_bytes {
                 break;
             }
@@ -374,7 +411,18 @@ impl RelayStore for RedbRelayStore {
                 changes,
             } in docs
             {
-                let mut rec = match Self::doc_record(&docs_t, &doc)? {
+                let existing = Self::doc_record(&docs_t, &doc)?;
+                let is_new = existing.is_none();
+                let mut rec = match existing {
+                    // The protocol checks this before ingesting; refusing here too keeps one
+                    // document from ever spanning two company feeds.
+                    Some(r) if r.company != company.as_str() => {
+                        return Err(RelayStoreError::CompanyMismatch {
+                            doc,
+                            stored: r.company,
+                            given: company.to_string(),
+                        });
+                    }
                     Some(r) => r,
                     None => {
                         company_t.insert((company.as_str(), doc.as_bytes()), ())?;
@@ -393,12 +441,15 @@ impl RelayStore for RedbRelayStore {
                     }
                     hashes_t.insert((doc.as_bytes(), &hash.0), ())?;
                     advance_heads(&mut heads, &c);
-                    // Automerge's own DEFLATE form: every loader accepts it, and it is what
-                    // makes feed bytes comparable to saved documents.
+                    // Automerge's own compressed form: every loader accepts it.
                     bytes.extend_from_slice(&c.bytes());
                     stored += 1;
                 }
                 if bytes.is_empty() {
+                    // Like the model, a document named in an upload exists from then on.
+                    if is_new {
+                        docs_t.insert(doc.as_bytes(), encode(&rec).as_slice())?;
+                    }
                     continue;
                 }
                 let seq = heads_t.get(company.as_str())?.map_or(0, |v| v.value()) + 1;
@@ -430,6 +481,7 @@ impl RelayStore for RedbRelayStore {
     }
 
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), RelayStoreError> {
+        // One read transaction: the head and the digests describe the same instant.
         let txn = self.db.begin_read()?;
         let head = txn
             .open_table(HEADS)?

@@ -5,7 +5,7 @@ use redb::TableDefinition;
 /// Bumped whenever a table's layout changes.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// Epoch, schema version, counters.
+/// Epoch (16 bytes), schema version and changes counter (8-byte big-endian).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The change feed: (company, seq) → postcard [`super::FeedRecord`].
 pub const FEED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("feed");

@@ -1,0 +1,226 @@
+//! One WebSocket connection: a reader feeding the relay, a writer draining its queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use ficha_core::frame::{DEFAULT_MAX_FRAME, ErrorCode, ErrorFrame, Frame};
+use ficha_core::relay::ConnId;
+use ficha_core::token;
+
+use super::{Conn, ConnCtl, Shared, Slot, lock, now_secs};
+
+/// How long a closing writer may spend flushing what is queued.
+const FLUSH: Duration = Duration::from_secs(5);
+
+/// `GET /sync`: upgrades to a WebSocket whose binary messages are frames.
+pub(super) async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    let slot = shared.reserve();
+    ws.max_message_size(DEFAULT_MAX_FRAME)
+        .max_frame_size(DEFAULT_MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            match slot {
+                Some(slot) => serve(socket, slot).await,
+                None => refuse_full(socket, &shared).await,
+            }
+        })
+}
+
+fn error_frame(code: ErrorCode, message: String) -> Arc<[u8]> {
+    Arc::from(
+        Frame::Error(ErrorFrame {
+            code,
+            message,
+            fatal: true,
+        })
+        .encode(),
+    )
+}
+
+/// Tells a connection over the limit why it is refused, then closes it.
+async fn refuse_full(mut socket: WebSocket, shared: &Shared) {
+    shared.refused.fetch_add(1, Ordering::Relaxed);
+    let max = shared.limits.max_connections;
+    tracing::warn!(
+        max,
+        "refusing a connection: the relay is at its connection limit"
+    );
+    let frame = error_frame(
+        ErrorCode::Limit,
+        format!("the relay is at its limit of {max} connections; retry later"),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        socket
+            .send(Message::Binary(Bytes::from_owner(frame)))
+            .await?;
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::AGAIN,
+                reason: "relay full".into(),
+            })))
+            .await
+    })
+    .await;
+}
+
+/// Sends queued frames until the queue closes (flush, then close) or `kill` fires (close now).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Arc<[u8]>>,
+    ctl: Arc<ConnCtl>,
+) {
+    loop {
+        let bytes = tokio::select! {
+            biased;
+            _ = ctl.kill.notified() => break,
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        let sent = tokio::select! {
+            biased;
+            _ = ctl.kill.notified() => break,
+            r = sink.send(Message::Binary(Bytes::from_owner(bytes))) => r,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    let close = ctl.take_close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        match close {
+            Some(frame) => sink.send(Message::Close(Some(frame))).await,
+            None => sink.close().await,
+        }
+    })
+    .await;
+}
+
+/// Queues a final error frame for `conn` and closes it with `code`.
+fn close_with_error(shared: &Shared, conn: ConnId, frame: Arc<[u8]>, code: u16, why: &'static str) {
+    if let Some(c) = lock(&shared.conns).remove(&conn) {
+        c.ctl.set_close(code, why);
+        let _ = c.tx.try_send(frame);
+    }
+}
+
+/// The replica name a hello claims (checked by the relay, used here only for logs).
+fn claimed_name(bytes: &[u8]) -> Option<String> {
+    match Frame::decode(bytes, DEFAULT_MAX_FRAME) {
+        Ok(Frame::Hello(h)) => token::peek(&h.token).ok().map(|c| c.replica),
+        _ => None,
+    }
+}
+
+/// Runs one connection from upgrade to close.
+async fn serve(socket: WebSocket, slot: Slot) {
+    let shared = slot.0.clone();
+    let conn = shared.next.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(shared.limits.queue.max(1));
+    let ctl = Arc::new(ConnCtl::default());
+    lock(&shared.conns).insert(
+        conn,
+        Conn {
+            tx,
+            ctl: ctl.clone(),
+        },
+    );
+    // Shutdown may have swept the table just before this connection joined it.
+    if shared.closing.load(Ordering::SeqCst) {
+        ctl.kill.notify_one();
+    }
+    shared.with_relay(|r| {
+        r.connect(conn);
+        ((), Vec::new())
+    });
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, rx, ctl.clone()));
+    let mut writer_done = false;
+    let started = Instant::now();
+    let handshake_deadline = started + shared.limits.handshake_timeout;
+    let mut last_seen = started;
+    let mut replica: Option<String> = None;
+    let reason = loop {
+        let deadline = match replica {
+            None => handshake_deadline,
+            Some(_) => last_seen + shared.limits.idle_timeout,
+        };
+        let next = tokio::select! {
+            biased;
+            _ = &mut writer => {
+                writer_done = true;
+                break "closed by the relay";
+            }
+            m = tokio::time::timeout_at(deadline, stream.next()) => m,
+        };
+        let msg = match next {
+            Err(_) if replica.is_none() => {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn, "closing a connection that sent no hello in time");
+                break "no hello within the handshake timeout";
+            }
+            Err(_) => break "idle timeout",
+            Ok(None) => break "connection closed",
+            Ok(Some(Err(e))) => {
+                tracing::debug!(conn, error = %e, "socket error");
+                break "socket error";
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        last_seen = Instant::now();
+        let bytes = match msg {
+            Message::Binary(b) => b,
+            Message::Close(_) => break "closed by the replica",
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Text(_) => {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn, "refusing a text message on the sync socket");
+                let frame = error_frame(
+                    ErrorCode::Protocol,
+                    "the sync socket carries binary frames only".into(),
+                );
+                close_with_error(&shared, conn, frame, close_code::UNSUPPORTED, "binary only");
+                break "text message";
+            }
+        };
+        let name = if replica.is_none() {
+            claimed_name(&bytes)
+        } else {
+            None
+        };
+        shared.with_relay(|r| ((), r.receive(conn, &bytes, now_secs())));
+        if !lock(&shared.conns).contains_key(&conn) {
+            break "refused by the relay";
+        }
+        // Past its first frame a connection still open is a session: the relay closes any
+        // connection whose first frame is not an accepted hello.
+        if replica.is_none() {
+            replica = Some(name.unwrap_or_default());
+        }
+    };
+    shared.with_relay(|r| {
+        r.disconnect(conn);
+        ((), Vec::new())
+    });
+    lock(&shared.conns).remove(&conn);
+    if !writer_done && tokio::time::timeout(FLUSH, &mut writer).await.is_err() {
+        ctl.kill.notify_one();
+        let _ = writer.await;
+    }
+    let secs = started.elapsed().as_secs();
+    match replica {
+        Some(name) => tracing::info!(conn, replica = %name, reason, secs, "session closed"),
+        None => tracing::debug!(conn, reason, "connection closed before a session opened"),
+    }
+    drop(slot);
+}
