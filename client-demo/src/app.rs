@@ -491,6 +491,53 @@ impl Replica {
         Ok(changed)
     }
 
+    /// Applies one action to every client a filter (or an explicit selection) picks; returns
+    /// how many changed. Actions: archive, trash, restore, add-group, remove-group, assign.
+    pub fn bulk(
+        &self,
+        filter: &Filter,
+        ids: &[DocId],
+        action: &str,
+        value: Option<&str>,
+    ) -> Result<usize, AppError> {
+        let targets: Vec<DocId> = if ids.is_empty() {
+            self.query(filter)?
+                .iter()
+                .map(|c| DocId::from(c.id))
+                .collect()
+        } else {
+            ids.to_vec()
+        };
+        let need = |what: &str| {
+            value.ok_or_else(|| AppError::BadInput(format!("{action} needs a {what}")))
+        };
+        let valid = [
+            "archive",
+            "trash",
+            "restore",
+            "add-group",
+            "remove-group",
+            "assign",
+        ];
+        if !valid.contains(&action) {
+            return Err(AppError::BadInput(format!(
+                "unknown bulk action {action:?}; actions: {}",
+                valid.join(", ")
+            )));
+        }
+        for id in &targets {
+            match action {
+                "archive" => self.set_state(*id, "archived")?,
+                "trash" => self.set_state(*id, "trashed")?,
+                "restore" => self.set_state(*id, "active")?,
+                "add-group" => self.group(*id, need("group")?, true)?,
+                "remove-group" => self.group(*id, need("group")?, false)?,
+                _ => self.set_field(*id, "assigned_employee", need("employee")?)?,
+            }
+        }
+        Ok(targets.len())
+    }
+
     /// Duplicate candidates among the clients this replica holds.
     pub fn duplicates(&self) -> Result<Vec<crate::duplicates::Candidate>, AppError> {
         let all = self.query(&Filter {

@@ -147,6 +147,17 @@ pub enum ClientCmd {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// One action on every client a filter (or --ids) selects: archive, trash, restore,
+    /// add-group G, remove-group G, assign EMPLOYEE.
+    Bulk {
+        action: String,
+        value: Option<String>,
+        #[command(flatten)]
+        filter: ListFilter,
+        /// Comma-separated client ids instead of a filter.
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<String>,
+    },
     /// Total clients, total reviews and average rating of the clients a filter selects.
     Stats {
         #[command(flatten)]
@@ -564,6 +575,19 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             } else {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             }
+        }
+        ClientCmd::Bulk {
+            action,
+            value,
+            filter,
+            ids,
+        } => {
+            let ids = ids
+                .iter()
+                .map(|i| parse_id(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let n = replica.bulk(&filter.into(), &ids, &action, value.as_deref())?;
+            println!("{n}");
         }
         ClientCmd::Stats { filter } => {
             println!(

@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(page))
         .route("/api/status", get(status))
         .route("/api/metrics", get(metrics))
+        .route("/api/clients/bulk", post(bulk))
         .route("/api/duplicates", get(duplicates))
         .route("/api/duplicates/merge", post(merge))
         .route("/api/duplicates/dismiss", post(dismiss))
@@ -335,4 +336,26 @@ struct DismissBody {
 async fn dismiss(State(s): State<ApiState>, Json(b): Json<DismissBody>) -> ApiResult {
     s.replica.dismiss(parse_id(&b.a)?, parse_id(&b.b)?)?;
     Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct BulkBody {
+    action: String,
+    value: Option<String>,
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(flatten)]
+    filter: ListQuery,
+}
+
+async fn bulk(State(s): State<ApiState>, Json(b): Json<BulkBody>) -> ApiResult {
+    let ids = b
+        .ids
+        .iter()
+        .map(|i| parse_id(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = s
+        .replica
+        .bulk(&b.filter.filter(), &ids, &b.action, b.value.as_deref())?;
+    Ok(Json(json!({ "changed": n })))
 }

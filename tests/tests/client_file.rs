@@ -198,6 +198,34 @@ fn the_list_searches_filters_and_counts_without_opening_documents() -> Result<()
     assert_eq!(names(&["--group", "vip"])?, ["José Núñez"]);
     assert_eq!(names(&["--state", "archived"])?, ["Old Client"]);
     assert_eq!(names(&["--limit", "1", "--offset", "1"])?, ["José Núñez"]);
+    // Bulk actions over a filter and over a selection.
+    assert_eq!(
+        a.ok(&[
+            "client",
+            "bulk",
+            "add-group",
+            "spring-campaign",
+            "--company",
+            "acme",
+            "--state",
+            "active"
+        ])?,
+        "1"
+    );
+    assert_eq!(names(&["--group", "spring-campaign"])?, ["José Núñez"]);
+    assert_eq!(
+        a.ok(&[
+            "client",
+            "bulk",
+            "assign",
+            "Marta",
+            "--ids",
+            &format!("{jose},{ana}")
+        ])?,
+        "2"
+    );
+    assert_eq!(a.show(&ana)?["profile"]["assigned_employee"], "Marta");
+    assert!(!a.run(&["client", "bulk", "paint-blue"])?.status.success());
     a.ok(&["client", "trash", &ana])?;
     assert!(
         !names(&[])?.contains(&"Ana Ruiz".to_string()),
