@@ -4,7 +4,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use automerge::Automerge;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -13,7 +12,7 @@ use uuid::Uuid;
 use ficha_core::{Company, DocId, ReplicaId, token};
 use ficha_domain::search::Filter;
 use ficha_domain::{AlertPriority, ClientSummary, Priority};
-use ficha_store::{Identity, Indexer, Store, StoreError};
+use ficha_store::{Identity, Store, StoreError};
 
 /// What a user action can fail with.
 #[derive(Debug, Error)]
@@ -52,15 +51,7 @@ impl AppError {
     }
 }
 
-/// Indexes client documents by their summary (id, company, name, archived).
-pub struct ClientIndexer;
-
-impl Indexer for ClientIndexer {
-    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>> {
-        let summary = ficha_domain::summary(doc).ok()?;
-        serde_json::to_vec(&summary).ok()
-    }
-}
+pub use crate::listing::ClientIndexer;
 
 /// An open replica.
 pub struct Replica {
@@ -71,6 +62,15 @@ pub struct Replica {
 /// Milliseconds since the Unix epoch, for record timestamps.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Midnight UTC of a YYYY-MM-DD day, in ms since the Unix epoch.
+pub fn day_start_ms(day: &str) -> Result<i64, AppError> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|e| AppError::BadInput(format!("{day:?} is not a YYYY-MM-DD date: {e}")))?;
+    Ok(d.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis())
 }
 
 /// Parses a client id given by a user.
@@ -356,21 +356,19 @@ impl Replica {
         self.query(&Filter::default())
     }
 
-    /// The clients matching `filter`, sorted by name then id, without loading any document.
+    /// Every client `filter` matches, in list order.
     pub fn query(&self, filter: &Filter) -> Result<Vec<ClientSummary>, AppError> {
-        let mut out: Vec<ClientSummary> = self
-            .store
-            .summaries()?
-            .into_iter()
-            .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
-            .filter(|c| filter.matches(c))
-            .collect();
-        out.sort_by(|a, b| {
-            ficha_domain::search::normalise(&a.name)
-                .cmp(&ficha_domain::search::normalise(&b.name))
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(out)
+        self.page(filter, 0, None)
+    }
+
+    /// One page of the clients `filter` matches, in list order.
+    pub fn page(
+        &self,
+        filter: &Filter,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<ClientSummary>, AppError> {
+        Ok(crate::listing::query(&self.store, filter, offset, limit)?)
     }
 
     /// The list's quick metrics over the clients matching `filter`.

@@ -182,6 +182,16 @@ pub struct ListFilter {
     pub centre: Option<String>,
     #[arg(long)]
     pub origin: Option<String>,
+    /// Only clients that entered their state (archived, trashed…) on or after this day (YYYY-MM-DD).
+    #[arg(long, value_parser = day_start)]
+    pub since: Option<i64>,
+    /// Only clients that entered their state before this day (YYYY-MM-DD).
+    #[arg(long, value_parser = day_start)]
+    pub until: Option<i64>,
+}
+
+fn day_start(s: &str) -> std::result::Result<i64, String> {
+    crate::app::day_start_ms(s).map_err(|e| e.to_string())
 }
 
 impl From<ListFilter> for ficha_domain::search::Filter {
@@ -193,6 +203,8 @@ impl From<ListFilter> for ficha_domain::search::Filter {
             group: f.group,
             centre: f.centre,
             origin: f.origin,
+            since: f.since,
+            until: f.until,
         }
     }
 }
@@ -601,12 +613,7 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             offset,
             limit,
         } => {
-            let list: Vec<_> = replica
-                .query(&filter.into())?
-                .into_iter()
-                .skip(offset)
-                .take(limit.unwrap_or(usize::MAX))
-                .collect();
+            let list = replica.page(&filter.into(), offset, limit)?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {

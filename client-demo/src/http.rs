@@ -93,37 +93,36 @@ struct ListQuery {
     group: Option<String>,
     centre: Option<String>,
     origin: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
 }
 
 impl ListQuery {
-    fn filter(&self) -> ficha_domain::search::Filter {
-        ficha_domain::search::Filter {
+    fn filter(&self) -> Result<ficha_domain::search::Filter, AppError> {
+        let day = |d: &Option<String>| d.as_deref().map(crate::app::day_start_ms).transpose();
+        Ok(ficha_domain::search::Filter {
             text: self.search.clone(),
             company: self.company.clone(),
             state: self.state.clone(),
             group: self.group.clone(),
             centre: self.centre.clone(),
             origin: self.origin.clone(),
-        }
+            since: day(&self.since)?,
+            until: day(&self.until)?,
+        })
     }
 }
 
 async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    let page: Vec<_> = s
-        .replica
-        .query(&q.filter())?
-        .into_iter()
-        .skip(q.offset)
-        .take(q.limit.unwrap_or(usize::MAX))
-        .collect();
+    let page = s.replica.page(&q.filter()?, q.offset, q.limit)?;
     Ok(Json(json!(page)))
 }
 
 async fn metrics(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    Ok(Json(s.replica.metrics(&q.filter())?))
+    Ok(Json(s.replica.metrics(&q.filter()?)?))
 }
 
 #[derive(Deserialize)]
@@ -356,6 +355,6 @@ async fn bulk(State(s): State<ApiState>, Json(b): Json<BulkBody>) -> ApiResult {
         .collect::<Result<Vec<_>, _>>()?;
     let n = s
         .replica
-        .bulk(&b.filter.filter(), &ids, &b.action, b.value.as_deref())?;
+        .bulk(&b.filter.filter()?, &ids, &b.action, b.value.as_deref())?;
     Ok(Json(json!({ "changed": n })))
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod duplicates;
 pub mod http;
 pub mod import;
+pub mod listing;
 pub mod sync;
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -152,9 +152,12 @@ fn offline_duplicates_are_found_merged_and_forwarded() -> Result<()> {
 fn reactivating_an_archived_client_checks_for_active_duplicates_first() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
-    // A group-wide archive: this replica sees two companies.
+    // Two branches of two companies archive their former clients; the central office's
+    // token covers both companies, so its archive is group-wide.
+    let madrid = relay.replica(&tmp.path().join("madrid"), "madrid", &["clinica"])?;
+    let bcn = relay.replica(&tmp.path().join("bcn"), "bcn", &["salon"])?;
     let hq = relay.replica(&tmp.path().join("hq"), "hq", &["clinica", "salon"])?;
-    let old = hq.ok(&[
+    let old = madrid.ok(&[
         "client",
         "add",
         "--company",
@@ -164,15 +167,45 @@ fn reactivating_an_archived_client_checks_for_active_duplicates_first() -> Resul
         "--email",
         "ana@vidal.es",
     ])?;
-    let other_co = hq.ok(&["client", "add", "--company", "salon", "--name", "Pau Soler"])?;
-    hq.ok(&["client", "archive", &old])?;
-    hq.ok(&["client", "archive", &other_co])?;
-    let archived: serde_json::Value =
-        serde_json::from_str(&hq.ok(&["client", "list", "--json", "--state", "archived"])?)?;
+    let other_co = bcn.ok(&["client", "add", "--company", "salon", "--name", "Pau Soler"])?;
+    madrid.ok(&["client", "archive", &old])?;
+    bcn.ok(&["client", "archive", &other_co])?;
+    madrid.sync()?;
+    bcn.sync()?;
+    hq.sync()?;
+    let archive = |r: &ficha_e2e::Replica, extra: &[&str]| -> Result<BTreeSet<String>> {
+        let mut args = vec!["client", "list", "--json", "--state", "archived"];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&r.ok(&args)?)?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["company"].as_str().map(str::to_string))
+            .collect())
+    };
+    let both: BTreeSet<String> = ["clinica".to_string(), "salon".to_string()].into();
     assert_eq!(
-        archived.as_array().map(Vec::len),
-        Some(2),
-        "the archive spans the companies of the token"
+        archive(&hq, &[])?,
+        both,
+        "the archive spans the token's companies"
+    );
+    assert_eq!(
+        archive(&madrid, &[])?,
+        ["clinica".to_string()].into(),
+        "a branch sees its own"
+    );
+    assert_eq!(
+        archive(&hq, &["--company", "salon"])?,
+        ["salon".to_string()].into()
+    );
+    // By period: archived today, so from today on finds both and before today finds none.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(archive(&hq, &["--since", &today])?, both);
+    assert!(archive(&hq, &["--until", &today])?.is_empty());
+    assert!(
+        !hq.run(&["client", "list", "--since", "yesterday"])?
+            .status
+            .success()
     );
     // She comes back and is registered anew before anyone looks in the archive.
     let new = hq.ok(&[
@@ -196,13 +229,20 @@ fn reactivating_an_archived_client_checks_for_active_duplicates_first() -> Resul
     hq.ok(&["client", "restore", &old])?;
     assert_eq!(hq.show(&old)?["state"], "active");
     hq.ok(&["client", "restore", &other_co])?;
+    hq.sync()?;
+    bcn.sync()?;
+    assert_eq!(
+        bcn.show(&other_co)?["state"],
+        "active",
+        "the branch sees the reactivation"
+    );
     let log = hq.show(&old)?["log"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     assert!(
         log.iter()
-            .any(|e| e["kind"] == "archived" && e["who"] == "hq"),
+            .any(|e| e["kind"] == "archived" && e["who"] == "madrid"),
         "archive events are recorded"
     );
     Ok(())

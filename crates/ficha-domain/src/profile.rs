@@ -89,6 +89,7 @@ pub fn set_state(doc: &mut AutoCommit, state: &str, now_ms: i64) -> Result<(), D
         });
     }
     doc.put(ROOT, "state", state)?;
+    doc.put(ROOT, "state_at", now_ms)?;
     if state == "archived" {
         // Remember what had happened when the client was archived: any log entry outside this
         // set — a later edit, or one made concurrently on a branch that had not heard of the

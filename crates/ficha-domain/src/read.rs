@@ -25,14 +25,19 @@ pub fn boolean(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<bool, Domai
 
 /// An integer at `key` (0 if absent).
 pub fn int(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<i64, DomainError> {
+    Ok(int_opt(doc, obj, key)?.unwrap_or(0))
+}
+
+/// An integer at `key`, None if absent or not a number.
+pub fn int_opt(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<i64>, DomainError> {
     Ok(match doc.get(obj, key)? {
         Some((Value::Scalar(s), _)) => match s.as_ref() {
-            ScalarValue::Int(i) => *i,
-            ScalarValue::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
-            ScalarValue::Timestamp(t) => *t,
-            _ => 0,
+            ScalarValue::Int(i) => Some(*i),
+            ScalarValue::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
+            ScalarValue::Timestamp(t) => Some(*t),
+            _ => None,
         },
-        _ => 0,
+        _ => None,
     })
 }
 

@@ -29,7 +29,8 @@ pub fn phone_digits(s: &str) -> String {
 /// What a list asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Free text: name, email, phone, tax id or code.
+    /// Free text: every word a prefix of a word of the name, email, tax id or code; or, with at
+    /// least three digits, part of the phone number.
     pub text: Option<String>,
     /// Only this company.
     pub company: Option<String>,
@@ -41,7 +42,25 @@ pub struct Filter {
     pub centre: Option<String>,
     /// Only this origin.
     pub origin: Option<String>,
+    /// Only clients that entered their current state at or after this time (ms since epoch).
+    pub since: Option<i64>,
+    /// Only clients that entered their current state before this time (ms since epoch).
+    pub until: Option<i64>,
 }
+
+/// One lookup in the term index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Documents holding exactly this term.
+    Exact(String),
+    /// Documents holding a term that starts with this.
+    Prefix(String),
+}
+
+/// Clients a filter may match, as index lookups: a client is a candidate when, in every
+/// clause, at least one probe finds it. The text clauses come first: they are the selective
+/// ones, and a planner may stop once its candidates are few.
+pub type Plan = Vec<Vec<Probe>>;
 
 impl Filter {
     /// True if the client matches every criterion.
@@ -53,34 +72,127 @@ impl Filter {
             Some(s) => *s == c.state,
             None => c.state != "trashed" && c.state != "merged",
         };
+        let at = c.state_at.unwrap_or(0);
         state_ok
             && eq(&self.company, Some(&c.company))
             && eq(&self.centre, c.home_centre.as_deref())
             && eq(&self.origin, c.origin.as_deref())
             && self.group.as_ref().is_none_or(|g| c.groups.contains(g))
+            && self.since.is_none_or(|s| at >= s)
+            && self.until.is_none_or(|u| at < u)
             && self.text.as_deref().is_none_or(|t| text_matches(t, c))
+    }
+
+    /// The index lookups that find every client this filter matches (and maybe others, which
+    /// `matches` then drops). Empty: no lookup narrows it, walk the list.
+    pub fn plan(&self) -> Plan {
+        let mut plan = Plan::new();
+        if let Some(text) = &self.text {
+            let mut words = words(text);
+            // Longer prefixes match fewer clients: look them up first.
+            words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+            let digits = phone_digits(text);
+            let phone = (digits.len() >= 3).then(|| Probe::Prefix(format!("{PHONE}{digits}")));
+            // (w1 ∧ w2 ∧ …) ∨ phone, as clauses: (w1 ∨ phone) ∧ (w2 ∨ phone) ∧ …
+            for w in &words {
+                let mut clause = vec![Probe::Prefix(format!("{WORD}{w}"))];
+                clause.extend(phone.clone());
+                plan.push(clause);
+            }
+            if words.is_empty()
+                && let Some(p) = phone
+            {
+                plan.push(vec![p]);
+            }
+        }
+        let exact = |prefix: &str, v: &Option<String>| {
+            v.as_ref()
+                .map(|v| vec![Probe::Exact(format!("{prefix}{v}"))])
+        };
+        plan.extend(exact(GROUP, &self.group));
+        plan.extend(exact(CENTRE, &self.centre));
+        plan.extend(exact(ORIGIN, &self.origin));
+        plan.extend(exact(STATE, &self.state));
+        plan.extend(exact(COMPANY, &self.company));
+        plan
     }
 }
 
+const WORD: &str = "w:";
+const PHONE: &str = "p:";
+const GROUP: &str = "g:";
+const CENTRE: &str = "h:";
+const ORIGIN: &str = "o:";
+const STATE: &str = "s:";
+const COMPANY: &str = "c:";
+
+/// Normalised words: lower case, no accents, split at anything not a letter or digit.
+fn words(s: &str) -> Vec<String> {
+    normalise(s)
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The words a client is found by: those of its name and email, and its tax id and code both
+/// word by word and with the punctuation squeezed out ("B-1234" is found as "b1234").
+fn searchable_words(c: &ClientSummary) -> Vec<String> {
+    let mut out = words(&c.name);
+    out.extend(c.email.iter().flat_map(|e| words(e)));
+    for id in [&c.tax_id, &c.code].into_iter().flatten() {
+        let w = words(id);
+        if w.len() > 1 {
+            out.push(w.concat());
+        }
+        out.extend(w);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The rows the list index keeps for a client: its searchable words, every suffix of its phone
+/// digits (so a prefix lookup finds any part of the number), and its filterable values.
+pub fn index_terms(c: &ClientSummary) -> Vec<String> {
+    let mut terms: Vec<String> = searchable_words(c)
+        .into_iter()
+        .map(|w| format!("{WORD}{w}"))
+        .collect();
+    if let Some(p) = &c.phone {
+        let d = phone_digits(p);
+        for i in 0..d.len().saturating_sub(2) {
+            terms.push(format!("{PHONE}{}", &d[i..]));
+        }
+    }
+    terms.extend(c.groups.iter().map(|g| format!("{GROUP}{g}")));
+    terms.extend(c.home_centre.iter().map(|v| format!("{CENTRE}{v}")));
+    terms.extend(c.origin.iter().map(|v| format!("{ORIGIN}{v}")));
+    terms.push(format!("{STATE}{}", c.state));
+    terms.push(format!("{COMPANY}{}", c.company));
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+/// Where a client sits in the list: by normalised name (the id breaks ties in the index key).
+pub fn order_key(c: &ClientSummary) -> String {
+    normalise(&c.name)
+}
+
 fn text_matches(query: &str, c: &ClientSummary) -> bool {
-    let q = normalise(query.trim());
-    if q.is_empty() {
-        return true;
-    }
-    let fields = [
-        Some(&c.name),
-        c.email.as_ref(),
-        c.tax_id.as_ref(),
-        c.code.as_ref(),
-    ];
-    if fields.iter().flatten().any(|f| normalise(f).contains(&q)) {
-        return true;
-    }
+    let q = words(query);
     let qd = phone_digits(query);
-    qd.len() >= 3
-        && c.phone
-            .as_deref()
-            .is_some_and(|p| phone_digits(p).contains(&qd))
+    if q.is_empty() && qd.len() < 3 {
+        return true;
+    }
+    let have = searchable_words(c);
+    let by_words = !q.is_empty() && q.iter().all(|w| have.iter().any(|h| h.starts_with(w)));
+    by_words
+        || (qd.len() >= 3
+            && c.phone
+                .as_deref()
+                .is_some_and(|p| phone_digits(p).contains(&qd)))
 }
 
 #[cfg(test)]
@@ -107,6 +219,7 @@ mod tests {
             not_duplicates: Vec::new(),
             reviews: 0,
             rating_sum: 0,
+            state_at: None,
         }
     }
 

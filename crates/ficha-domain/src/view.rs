@@ -172,6 +172,9 @@ pub struct ClientSummary {
     /// Sum of review ratings.
     #[serde(default)]
     pub rating_sum: u32,
+    /// When the client entered its current state (ms since epoch), if recorded.
+    #[serde(default)]
+    pub state_at: Option<i64>,
 }
 
 fn required(doc: &impl ReadDoc, key: &str) -> Result<String, DomainError> {
@@ -332,5 +335,9 @@ pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
             .collect(),
         reviews,
         rating_sum,
+        state_at: match read::int_opt(doc, &ROOT, "state_at")? {
+            Some(t) => Some(t),
+            None => read::int_opt(doc, &ROOT, "trashed_at")?,
+        },
     })
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use ficha_core::{Company, DocId};
 
 use crate::error::StoreError;
+use crate::index::{IndexKeys, IndexTables};
 use crate::schema::{CHUNKS, COMPANY_DOCS, DOCS, SNAPSHOTS, SUMMARIES};
 
 /// Chunks a document may accumulate before it is compacted into a new snapshot.
@@ -48,6 +49,16 @@ impl DocMeta {
 pub trait Indexer: Send + Sync + 'static {
     /// The summary stored for this document (None if it is not a record the domain knows).
     fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>>;
+
+    /// The search terms and list position of a summary (None: not indexed).
+    fn keys(&self, _summary: &[u8]) -> Option<IndexKeys> {
+        None
+    }
+
+    /// Changes whenever `keys` would derive different rows, so stores rebuild their index.
+    fn version(&self) -> u64 {
+        0
+    }
 }
 
 /// An indexer that stores nothing (for tests and tools that need no lists).
@@ -131,6 +142,7 @@ pub(crate) struct DocTables<'t> {
     pub chunks: Table<'t, (&'static [u8; 16], u32), &'static [u8]>,
     pub company_docs: Table<'t, (&'static str, &'static [u8; 16]), ()>,
     pub summaries: Table<'t, &'static [u8; 16], &'static [u8]>,
+    pub index: IndexTables<'t>,
 }
 
 impl<'t> DocTables<'t> {
@@ -141,6 +153,7 @@ impl<'t> DocTables<'t> {
             chunks: txn.open_table(CHUNKS)?,
             company_docs: txn.open_table(COMPANY_DOCS)?,
             summaries: txn.open_table(SUMMARIES)?,
+            index: IndexTables::open(txn)?,
         })
     }
 
@@ -204,6 +217,9 @@ impl<'t> DocTables<'t> {
         self.docs.insert(doc.as_bytes(), meta.encode().as_slice())?;
         if let Some(summary) = indexer.summarize(after) {
             self.summaries.insert(doc.as_bytes(), summary.as_slice())?;
+            if let Some(keys) = indexer.keys(&summary) {
+                self.index.update(doc, &keys)?;
+            }
         }
         Ok(())
     }

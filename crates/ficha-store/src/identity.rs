@@ -26,6 +26,7 @@ const SCHEMA: &str = "schema_version";
 pub(crate) const EPOCH: &str = "epoch";
 pub(crate) const REPAIRING: &str = "repairing";
 const OUTBOX_NEXT: &str = "outbox_next";
+pub(crate) const INDEX_BUILT: &str = "index_built";
 
 pub(crate) fn write(db: &Database, identity: &Identity) -> Result<(), StoreError> {
     let txn = db.begin_write()?;

@@ -10,6 +10,7 @@
 mod doc_io;
 mod error;
 mod identity;
+mod index;
 mod schema;
 mod sync_store;
 
@@ -27,6 +28,7 @@ use ficha_core::{Company, DocId, ReplicaId};
 pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
 pub use error::StoreError;
 pub use identity::Identity;
+pub use index::{IndexKeys, IndexReader};
 pub use sync_store::SyncStore;
 
 use doc_io::{DocTables, StoredDoc};
@@ -90,13 +92,51 @@ impl Store {
         // A fresh actor suffix per opening: see `ficha_core::ids::actor_for`.
         let incarnation = uuid::Uuid::new_v4().as_u128() as u32;
         let actor = actor_for(identity.replica, incarnation);
-        Ok(Self {
+        let store = Self {
             db,
             dir: dir.to_path_buf(),
             identity,
             actor,
             indexer,
-        })
+        };
+        store.reindex_if_stale()?;
+        Ok(store)
+    }
+
+    /// Rebuilds the list index from the stored summaries when it was built by another version
+    /// of the index or of the domain's indexer. Loads no document.
+    fn reindex_if_stale(&self) -> Result<(), StoreError> {
+        let wanted = (index::INDEX_VERSION << 32) | self.indexer.version();
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(schema::META)?;
+            let built = meta
+                .get(identity::INDEX_BUILT)?
+                .map(|v| identity::u64_of(v.value()));
+            if built == Some(wanted) {
+                return Ok(());
+            }
+            let summaries = txn.open_table(SUMMARIES)?;
+            let mut tables = index::IndexTables::open(&txn)?;
+            tables.clear()?;
+            let mut rebuilt = 0u64;
+            for row in summaries.iter()? {
+                let (id, summary) = row?;
+                if let Some(keys) = self.indexer.keys(summary.value()) {
+                    tables.update(&DocId(*id.value()), &keys)?;
+                    rebuilt += 1;
+                }
+            }
+            meta.insert(identity::INDEX_BUILT, wanted.to_be_bytes().as_slice())?;
+            tracing::info!(documents = rebuilt, "rebuilt the list index");
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A consistent read view of the list index and summaries (None before any document).
+    pub fn index(&self) -> Result<Option<IndexReader>, StoreError> {
+        IndexReader::open(&self.db.begin_read()?)
     }
 
     /// The data directory.

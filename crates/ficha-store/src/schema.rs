@@ -22,3 +22,9 @@ pub const SUMMARIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("s
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Per company: the last relay feed position applied.
 pub const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+/// Search index: one row per (term, document) for every term the domain derives from a summary.
+pub const TERMS: TableDefinition<(&str, &[u8; 16]), ()> = TableDefinition::new("terms");
+/// Documents in the list's order: (the domain's sort key, document).
+pub const ORDER: TableDefinition<(&str, &[u8; 16]), ()> = TableDefinition::new("order");
+/// Per document: its current index keys, so an update removes exactly the stale rows.
+pub const DOC_KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("doc_keys");
