@@ -12,7 +12,7 @@ use uuid::Uuid;
 use ficha_core::{Company, DocId, ReplicaId, token};
 use ficha_domain::search::Filter;
 use ficha_domain::{AlertPriority, ClientSummary, Priority};
-use ficha_store::{Identity, Store, StoreError};
+use ficha_store::{Batch, DocWrites, Identity, Store, StoreError};
 
 /// What a user action can fail with.
 #[derive(Debug, Error)]
@@ -146,6 +146,18 @@ impl Replica {
 
     fn edited(&self) {
         self.changed.notify_one();
+    }
+
+    /// Starts a batch of edits that become durable together (imports).
+    pub fn batch(&self) -> Result<Batch<'_>, AppError> {
+        Ok(self.store.batch()?)
+    }
+
+    /// Makes a batch durable and wakes the sync loop for it.
+    pub fn commit(&self, batch: Batch<'_>) -> Result<(), AppError> {
+        batch.commit()?;
+        self.edited();
+        Ok(())
     }
 
     /// Runs `f` and appends an activity-log entry in the same transaction.
@@ -391,6 +403,7 @@ impl Replica {
     /// Creates a client from an import row, tagged with its batch; one transaction.
     pub fn create_imported(
         &self,
+        w: &impl DocWrites,
         company: &str,
         name: &str,
         fields: &[(&str, String)],
@@ -402,7 +415,7 @@ impl Replica {
         self.check_granted(&company)?;
         let id = Uuid::new_v4();
         let who = self.store.identity().name.clone();
-        self.store.create_doc(DocId::from(id), &company, |d| {
+        w.create_doc(DocId::from(id), &company, |d| {
             ficha_domain::new_client(d, id, company.as_str(), name, None, None, now_ms())?;
             for (f, v) in fields {
                 ficha_domain::set_field(d, f, v)?;
@@ -431,6 +444,7 @@ impl Replica {
     /// anything changed.
     pub fn apply_import(
         &self,
+        w: &impl DocWrites,
         id: DocId,
         fields: &[(&str, String)],
         groups: &[String],
@@ -438,7 +452,7 @@ impl Replica {
         _batch: Option<Uuid>,
     ) -> Result<bool, AppError> {
         let who = self.store.identity().name.clone();
-        let changed = self.store.edit_doc(id, |d| {
+        let changed = w.edit_doc(id, |d| {
             let current = serde_json::to_value(ficha_domain::view(d.document())?)
                 .map_err(|e| ficha_domain::DomainError::NotAClient(e.to_string()))?;
             let mut changed = false;

@@ -16,6 +16,8 @@ use ficha_core::DocId;
 use ficha_domain::ClientSummary;
 use ficha_domain::search::{Filter, normalise};
 
+use ficha_store::{DocWrites, StoreError};
+
 use crate::app::{AppError, Replica};
 use crate::duplicates::match_keys;
 
@@ -213,40 +215,64 @@ pub fn import(
         state: Some("archived".into()),
         ..Filter::default()
     })?));
-    for (n, record) in reader.records().enumerate() {
-        let line = n as u64 + 2;
-        report.rows += 1;
-        progress(report.rows);
-        let result = record
-            .map_err(|e| AppError::BadInput(format!("unreadable row: {e}")))
-            .and_then(|r| {
-                row(
-                    replica,
-                    &columns,
-                    &r,
-                    opts,
-                    batch,
-                    &mut existing,
-                    line,
-                    &mut report,
-                )
-            });
-        if let Err(e) = result {
-            report.errors.push(RowError {
-                line,
-                error: e.to_string(),
-            });
-            if opts.stop_on_error {
-                break;
+    let mut records = reader.records().enumerate().peekable();
+    'batches: while records.peek().is_some() {
+        // One transaction per batch of rows: an fsync per client would dominate a long import.
+        // A crash loses at most the open batch, and re-importing the file is idempotent.
+        let writes = replica.batch()?;
+        for (n, record) in records.by_ref().take(ROWS_PER_TRANSACTION) {
+            let line = n as u64 + 2;
+            report.rows += 1;
+            progress(report.rows);
+            let result = record
+                .map_err(|e| AppError::BadInput(format!("unreadable row: {e}")))
+                .and_then(|r| {
+                    row(
+                        replica,
+                        &writes,
+                        &columns,
+                        &r,
+                        opts,
+                        batch,
+                        &mut existing,
+                        line,
+                        &mut report,
+                    )
+                });
+            match result {
+                Ok(()) => {}
+                // The store failing is not the row's fault: stop, keeping the batches done.
+                Err(AppError::Store(e)) if !matches!(e, StoreError::Edit(_)) => {
+                    return Err(AppError::Store(e));
+                }
+                Err(e) => {
+                    report.errors.push(RowError {
+                        line,
+                        error: e.to_string(),
+                    });
+                    if opts.stop_on_error {
+                        if !opts.dry_run {
+                            replica.commit(writes)?;
+                        }
+                        break 'batches;
+                    }
+                }
             }
+        }
+        if !opts.dry_run {
+            replica.commit(writes)?;
         }
     }
     Ok(report)
 }
 
+/// Rows written per transaction.
+const ROWS_PER_TRANSACTION: usize = 500;
+
 #[allow(clippy::too_many_arguments)]
 fn row(
     replica: &Replica,
+    writes: &impl DocWrites,
     columns: &[Option<&'static str>],
     record: &csv::StringRecord,
     opts: &Options,
@@ -323,7 +349,8 @@ fn row(
     }
     match matched {
         Some(id) => {
-            let changed = replica.apply_import(id, &fields, &groups, note.as_deref(), None)?;
+            let changed =
+                replica.apply_import(writes, id, &fields, &groups, note.as_deref(), None)?;
             if changed {
                 report.updated += 1
             } else {
@@ -332,6 +359,7 @@ fn row(
         }
         None => {
             let id = replica.create_imported(
+                writes,
                 &company,
                 &name,
                 &fields,

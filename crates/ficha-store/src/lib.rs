@@ -161,7 +161,10 @@ impl Store {
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        self.write_local(doc, Some(company), f)
+        let txn = self.db.begin_write()?;
+        let out = self.write_local(&txn, doc, Some(company), f)?;
+        txn.commit()?;
+        Ok(out)
     }
 
     /// Edits an existing document by running `f` on it; one durable transaction.
@@ -170,18 +173,32 @@ impl Store {
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        self.write_local(doc, None, f)
+        let txn = self.db.begin_write()?;
+        let out = self.write_local(&txn, doc, None, f)?;
+        txn.commit()?;
+        Ok(out)
     }
 
+    /// Starts a batch: many local edits in one transaction, durable together at
+    /// [`Batch::commit`] (nothing of it survives a crash before). For bulk work such as imports,
+    /// where one fsync per record would dominate.
+    pub fn batch(&self) -> Result<Batch<'_>, StoreError> {
+        Ok(Batch {
+            store: self,
+            txn: self.db.begin_write()?,
+        })
+    }
+
+    /// One local edit inside `txn`. A failing `f` writes nothing, so a batch carries on.
     fn write_local<T, E: std::fmt::Display>(
         &self,
+        txn: &redb::WriteTransaction,
         doc_id: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
         let result = {
-            let mut tables = DocTables::open(&txn)?;
+            let mut tables = DocTables::open(txn)?;
             let stored = tables.read(&doc_id)?;
             let (mut doc, meta, company) = match (stored, create_in) {
                 (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id)),
@@ -214,7 +231,7 @@ impl Store {
                 self.indexer.as_ref(),
             )?;
             let mut outbox = txn.open_table(OUTBOX)?;
-            let seq = identity::next_outbox_seq(&txn)?;
+            let seq = identity::next_outbox_seq(txn)?;
             let entry = OutboxEntry {
                 doc: doc_id,
                 company,
@@ -225,7 +242,6 @@ impl Store {
             outbox.insert(seq, bytes.as_slice())?;
             result
         };
-        txn.commit()?;
         Ok(result)
     }
 
@@ -297,4 +313,75 @@ fn chrono_free_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Somewhere local edits can be written: the store itself (one transaction per edit) or a
+/// [`Batch`].
+pub trait DocWrites {
+    /// Creates a document in `company` by running `f` on an empty one.
+    fn create_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        company: &Company,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError>;
+
+    /// Edits an existing document by running `f` on it.
+    fn edit_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError>;
+}
+
+impl DocWrites for Store {
+    fn create_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        company: &Company,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        Store::create_doc(self, doc, company, f)
+    }
+
+    fn edit_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        Store::edit_doc(self, doc, f)
+    }
+}
+
+impl DocWrites for Batch<'_> {
+    fn create_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        company: &Company,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        self.store.write_local(&self.txn, doc, Some(company), f)
+    }
+
+    fn edit_doc<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        self.store.write_local(&self.txn, doc, None, f)
+    }
+}
+
+/// Local edits sharing one write transaction; see [`Store::batch`].
+pub struct Batch<'s> {
+    store: &'s Store,
+    txn: redb::WriteTransaction,
+}
+
+impl Batch<'_> {
+    /// Makes every edit of the batch durable at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
 }
