@@ -53,6 +53,17 @@ impl AppError {
 
 pub use crate::listing::ClientIndexer;
 
+/// What one import row writes besides the name.
+#[derive(Clone, Copy)]
+pub struct ImportedRow<'a> {
+    /// Field values, by field name.
+    pub fields: &'a [(&'a str, String)],
+    /// Client groups to add.
+    pub groups: &'a [String],
+    /// A note to add (once).
+    pub note: Option<&'a str>,
+}
+
 /// An open replica.
 pub struct Replica {
     store: Arc<Store>,
@@ -406,11 +417,14 @@ impl Replica {
         w: &impl DocWrites,
         company: &str,
         name: &str,
-        fields: &[(&str, String)],
-        groups: &[String],
-        note: Option<&str>,
+        row: &ImportedRow<'_>,
         batch: Uuid,
     ) -> Result<DocId, AppError> {
+        let ImportedRow {
+            fields,
+            groups,
+            note,
+        } = *row;
         let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
         self.check_granted(&company)?;
         let id = Uuid::new_v4();
@@ -446,11 +460,13 @@ impl Replica {
         &self,
         w: &impl DocWrites,
         id: DocId,
-        fields: &[(&str, String)],
-        groups: &[String],
-        note: Option<&str>,
-        _batch: Option<Uuid>,
+        row: &ImportedRow<'_>,
     ) -> Result<bool, AppError> {
+        let ImportedRow {
+            fields,
+            groups,
+            note,
+        } = *row;
         let who = self.store.identity().name.clone();
         let changed = w.edit_doc(id, |d| {
             let current = serde_json::to_value(ficha_domain::view(d.document())?)

@@ -18,7 +18,7 @@ use ficha_domain::search::{Filter, normalise};
 
 use ficha_store::{DocWrites, StoreError};
 
-use crate::app::{AppError, Replica};
+use crate::app::{AppError, ImportedRow, Replica};
 use crate::duplicates::match_keys;
 
 /// Fields a column can map to: the record's own fields plus what an import row can carry.
@@ -347,10 +347,14 @@ fn row(
         }
         return Ok(());
     }
+    let imported = ImportedRow {
+        fields: &fields,
+        groups: &groups,
+        note: note.as_deref(),
+    };
     match matched {
         Some(id) => {
-            let changed =
-                replica.apply_import(writes, id, &fields, &groups, note.as_deref(), None)?;
+            let changed = replica.apply_import(writes, id, &imported)?;
             if changed {
                 report.updated += 1
             } else {
@@ -358,15 +362,7 @@ fn row(
             }
         }
         None => {
-            let id = replica.create_imported(
-                writes,
-                &company,
-                &name,
-                &fields,
-                &groups,
-                note.as_deref(),
-                batch,
-            )?;
+            let id = replica.create_imported(writes, &company, &name, &imported, batch)?;
             let similar = match_keys(
                 get("tax_id").as_deref(),
                 get("email").as_deref(),
