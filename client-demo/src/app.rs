@@ -32,12 +32,19 @@ pub enum AppError {
         /// The companies the token grants.
         granted: String,
     },
+    /// An attachment could not be moved to or from the relay.
+    #[error(transparent)]
+    Blob(#[from] crate::files::BlobError),
 }
 
 impl AppError {
     /// True when the error is about something that does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, AppError::Store(StoreError::UnknownDoc(_)))
+        matches!(
+            self,
+            AppError::Store(StoreError::UnknownDoc(_))
+                | AppError::Blob(crate::files::BlobError::Missing(_))
+        )
     }
 
     /// True when the error is the caller's input.
@@ -139,7 +146,7 @@ impl Replica {
             .unwrap_or_default()
     }
 
-    fn check_granted(&self, company: &Company) -> Result<(), AppError> {
+    pub(crate) fn check_granted(&self, company: &Company) -> Result<(), AppError> {
         let granted = self.granted();
         if granted.contains(company) {
             Ok(())
@@ -155,7 +162,7 @@ impl Replica {
         }
     }
 
-    fn edited(&self) {
+    pub(crate) fn edited(&self) {
         self.changed.notify_one();
     }
 
@@ -670,7 +677,7 @@ impl Replica {
     }
 }
 
-fn describe(values: &[(String, String)]) -> String {
+pub(crate) fn describe(values: &[(String, String)]) -> String {
     values
         .iter()
         .map(|(k, v)| format!("{k}={v}"))

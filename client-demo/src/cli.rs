@@ -60,6 +60,10 @@ pub enum Command {
     /// Client groups.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Images and files of a client: attach (stored once by hash, synced beside the
+    /// document) and fetch (from the relay on first use).
+    #[command(subcommand)]
+    File(FileCmd),
     /// The activity log (bitácora).
     #[command(subcommand)]
     Log(LogCmd),
@@ -277,6 +281,34 @@ pub enum GroupCmd {
     Remove { id: String, group: String },
 }
 
+/// `ficha file …`
+#[derive(Subcommand)]
+pub enum FileCmd {
+    /// Attaches a file to a client; prints the file item's id.
+    Add {
+        id: String,
+        /// The file to attach (at most 8 MiB).
+        path: PathBuf,
+        /// Name to show (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// image or file.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Media type, e.g. image/jpeg.
+        #[arg(long)]
+        mime: Option<String>,
+    },
+    /// Writes a client's file to --out (fetching it from the relay if this replica lacks it).
+    Get {
+        id: String,
+        /// The file item's id (see `client show`).
+        item: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 /// `ficha log …`
 #[derive(Subcommand)]
 pub enum LogCmd {
@@ -418,6 +450,33 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Group(GroupCmd::Remove { id, group }) => {
             replica.group(parse_id(&id)?, &group, false)?
+        }
+        Command::File(FileCmd::Add {
+            id,
+            path,
+            name,
+            kind,
+            mime,
+        }) => {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let name = name.unwrap_or_else(|| {
+                path.file_name()
+                    .map_or("file".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let item = replica.attach(
+                parse_id(&id)?,
+                &name,
+                &bytes,
+                kind.as_deref(),
+                mime.as_deref(),
+            )?;
+            println!("{item}");
+        }
+        Command::File(FileCmd::Get { id, item, out }) => {
+            let (_, bytes) = replica.file_bytes(parse_id(&id)?, &item).await?;
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
         }
         Command::Log(LogCmd::Add { id, kind, text }) => {
             replica.log(parse_id(&id)?, &kind, &text)?

@@ -61,6 +61,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/clients/{id}/groups", post(group))
         .route("/api/clients/{id}/state", post(set_state))
         .route("/api/clients/{id}/log", post(log))
+        .route(
+            "/api/clients/{id}/files",
+            post(attach).layer(axum::extract::DefaultBodyLimit::max(
+                ficha_core::blob::MAX_BLOB_BYTES,
+            )),
+        )
+        .route("/api/clients/{id}/files/{item}", get(file))
         .with_state(state)
 }
 
@@ -357,4 +364,48 @@ async fn bulk(State(s): State<ApiState>, Json(b): Json<BulkBody>) -> ApiResult {
         .replica
         .bulk(&b.filter.filter()?, &ids, &b.action, b.value.as_deref())?;
     Ok(Json(json!({ "changed": n })))
+}
+
+#[derive(Deserialize)]
+struct AttachQuery {
+    name: String,
+    kind: Option<String>,
+    mime: Option<String>,
+}
+
+/// `POST /api/clients/{id}/files?name=N[&kind=image|file][&mime=M]`, the raw bytes as body.
+async fn attach(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let item = s.replica.attach(
+        parse_id(&id)?,
+        &q.name,
+        &body,
+        q.kind.as_deref(),
+        q.mime.as_deref(),
+    )?;
+    Ok(Json(json!({ "id": item })))
+}
+
+/// `GET /api/clients/{id}/files/{item}`: the bytes, fetched from the relay on first use.
+async fn file(
+    State(s): State<ApiState>,
+    Path((id, item)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let (file, bytes) = s.replica.file_bytes(parse_id(&id)?, &item).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        file.name.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            ("content-type", "application/octet-stream".to_string()),
+            ("content-disposition", disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }

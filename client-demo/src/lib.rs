@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod duplicates;
+pub mod files;
 pub mod http;
 pub mod import;
 pub mod listing;

@@ -42,6 +42,9 @@ pub enum SyncError {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Attachments could not be uploaded.
+    #[error(transparent)]
+    Blob(#[from] crate::files::BlobError),
     /// A full round took longer than allowed.
     #[error("sync did not finish within {0:?}")]
     Timeout(Duration),
@@ -181,6 +184,7 @@ async fn session(
     loop {
         if matches!(mode, Mode::Once) && session.is_synced() {
             let _ = ws.close(None).await;
+            crate::files::upload_pending(store).await?;
             return Ok(());
         }
         let frames = tokio::select! {
@@ -199,11 +203,15 @@ async fn session(
                 if matches!(frame, Frame::Welcome(_)) {
                     status.set(true, None);
                     tracing::info!(relay = %url, "connected to relay");
+                    if matches!(mode, Mode::Forever) {
+                        upload_blobs_in_background(store);
+                    }
                 }
                 // redb commits block; keep them off the async workers' hot path.
                 tokio::task::block_in_place(|| session.receive(&mut SyncStore(store), frame))?
             }
             _ = notify.notified(), if matches!(mode, Mode::Forever) => {
+                upload_blobs_in_background(store);
                 tokio::task::block_in_place(|| session.local_change(&SyncStore(store)))?
             }
             _ = ping.tick() => {
@@ -213,4 +221,15 @@ async fn session(
         };
         send_all(&mut ws, frames).await?;
     }
+}
+
+/// Uploads queued attachments without holding up the change feed; what fails stays queued
+/// for the next edit or reconnect.
+fn upload_blobs_in_background(store: &Arc<Store>) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::files::upload_pending(&store).await {
+            tracing::warn!(error = %e, "attachments not uploaded yet");
+        }
+    });
 }

@@ -7,6 +7,7 @@
 //! is closed and will resume from its checkpoint, so relay memory stays bounded.
 
 mod admin;
+mod blobs;
 mod session;
 
 use std::collections::HashMap;
@@ -107,6 +108,8 @@ pub struct Shared {
     refused: AtomicU64,
     limits: Limits,
     admin_key: String,
+    /// Verifies the tokens of blob requests (sessions verify theirs inside the relay core).
+    secret: [u8; 32],
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +152,7 @@ impl Shared {
             refused: AtomicU64::new(0),
             limits,
             admin_key: crate::secret::admin_key(&secret),
+            secret,
         })
     }
 
@@ -256,6 +260,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/backup", post(admin::backup))
         .route("/admin/revoke", post(admin::revoke))
+        .route("/blobs/{hash}", get(blobs::get).put(blobs::put))
+        // The blob limit, plus room for nothing else: bodies are only ever one blob.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            ficha_core::blob::MAX_BLOB_BYTES,
+        ))
         .with_state(shared)
 }
 
@@ -308,6 +317,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         Default::default()
     });
     let connections = *shared.active.borrow();
+    let blobs = blocking(|| shared.store.blob_count()).unwrap_or(0);
     let refused = stats.refused + shared.refused.load(Ordering::Relaxed);
     let body = format!(
         "# TYPE ficha_sessions gauge\nficha_sessions {sessions}\n\
@@ -318,7 +328,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
          # TYPE ficha_frames_out_total counter\nficha_frames_out_total {}\n\
          # TYPE ficha_bytes_in_total counter\nficha_bytes_in_total {}\n\
          # TYPE ficha_bytes_out_total counter\nficha_bytes_out_total {}\n\
-         # TYPE ficha_refused_total counter\nficha_refused_total {refused}\n",
+         # TYPE ficha_refused_total counter\nficha_refused_total {refused}\n\
+         # TYPE ficha_blobs gauge\nficha_blobs {blobs}\n",
         counts.documents,
         counts.changes,
         stats.frames_in,

@@ -13,6 +13,7 @@
 //! that differ. Local changes go up from a durable outbox and leave it only when the relay
 //! acknowledges them as durably stored.
 
+pub mod blob;
 pub mod change;
 pub mod digest;
 pub mod error;

@@ -7,6 +7,7 @@
 //! feed page is one transaction together with its checkpoint. Reading one document never
 //! loads another.
 
+mod blobs;
 mod doc_io;
 mod error;
 mod identity;

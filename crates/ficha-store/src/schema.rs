@@ -28,3 +28,7 @@ pub const TERMS: TableDefinition<(&str, &[u8; 16]), ()> = TableDefinition::new("
 pub const ORDER: TableDefinition<(&str, &[u8; 16]), ()> = TableDefinition::new("order");
 /// Per document: its current index keys, so an update removes exactly the stale rows.
 pub const DOC_KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("doc_keys");
+/// Attachment bytes by blake3 hash: stored once however many clients refer to them.
+pub const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+/// Blobs added here and not yet uploaded to the relay: hash → company it was attached in.
+pub const BLOB_OUTBOX: TableDefinition<&[u8; 32], &str> = TableDefinition::new("blob_outbox");

@@ -7,6 +7,7 @@
 //! must match, result for result.
 
 mod backup;
+mod blobs;
 mod compact;
 pub mod schema;
 
@@ -192,6 +193,8 @@ fn init(db: &Database, path: &Path, create: bool) -> Result<RelayEpoch, RelaySto
     txn.open_table(BINDINGS)?;
     txn.open_table(REVOKED)?;
     txn.open_table(DIRTY)?;
+    txn.open_table(BLOBS)?;
+    txn.open_table(BLOB_COMPANIES)?;
     txn.commit()?;
     Ok(epoch)
 }

@@ -26,3 +26,8 @@ pub const BINDINGS: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("bin
 pub const REVOKED: TableDefinition<&str, ()> = TableDefinition::new("revoked");
 /// Documents whose feed entries may be folded into one (see `RedbRelayStore::compact`).
 pub const DIRTY: TableDefinition<&[u8; 16], ()> = TableDefinition::new("dirty_docs");
+/// Attachment bytes by blake3 hash, stored once.
+pub const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+/// Which companies uploaded each blob: a token sees a blob only through one of its companies.
+pub const BLOB_COMPANIES: TableDefinition<(&[u8; 32], &str), ()> =
+    TableDefinition::new("blob_companies");
