@@ -179,7 +179,7 @@ impl Replica {
     }
 
     /// Runs `f` and appends an activity-log entry in the same transaction.
-    fn logged<T>(
+    pub(crate) fn logged<T>(
         &self,
         id: DocId,
         kind: &str,

@@ -64,6 +64,9 @@ pub enum Command {
     /// document) and fetch (from the relay on first use).
     #[command(subcommand)]
     File(FileCmd),
+    /// The trash's retention: purge clients trashed longer ago than the retention period.
+    #[command(subcommand)]
+    Trash(TrashCmd),
     /// The activity log (bitácora).
     #[command(subcommand)]
     Log(LogCmd),
@@ -281,6 +284,17 @@ pub enum GroupCmd {
     Remove { id: String, group: String },
 }
 
+/// `ficha trash …`
+#[derive(Subcommand)]
+pub enum TrashCmd {
+    /// Removes the personal data of clients trashed more than N days ago (they stay as
+    /// purged tombstones, with the purge in their log); prints what it did as JSON.
+    Purge {
+        #[arg(long, default_value_t = ficha_domain::purge::DEFAULT_RETENTION_DAYS)]
+        older_than_days: u32,
+    },
+}
+
 /// `ficha file …`
 #[derive(Subcommand)]
 pub enum FileCmd {
@@ -472,6 +486,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 mime.as_deref(),
             )?;
             println!("{item}");
+        }
+        Command::Trash(TrashCmd::Purge { older_than_days }) => {
+            let report = replica.purge_trash(older_than_days)?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::File(FileCmd::Get { id, item, out }) => {
             let (_, bytes) = replica.file_bytes(parse_id(&id)?, &item).await?;

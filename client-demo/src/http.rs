@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/status", get(status))
         .route("/api/metrics", get(metrics))
         .route("/api/clients/bulk", post(bulk))
+        .route("/api/trash/purge", post(purge))
         .route("/api/duplicates", get(duplicates))
         .route("/api/duplicates/merge", post(merge))
         .route("/api/duplicates/dismiss", post(dismiss))
@@ -408,4 +409,16 @@ async fn file(
         bytes,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+struct PurgeBody {
+    older_than_days: Option<u32>,
+}
+
+async fn purge(State(s): State<ApiState>, Json(b): Json<PurgeBody>) -> ApiResult {
+    let days = b
+        .older_than_days
+        .unwrap_or(ficha_domain::purge::DEFAULT_RETENTION_DAYS);
+    Ok(Json(json!(s.replica.purge_trash(days)?)))
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod import;
 pub mod listing;
 pub mod sync;
+pub mod trash;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

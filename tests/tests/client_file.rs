@@ -290,3 +290,89 @@ fn archiving_while_another_branch_edits_keeps_both_and_flags_it() -> Result<()> 
     assert_eq!(a.show(&quiet)?["edited_while_archived"], false);
     Ok(())
 }
+
+#[test]
+fn trash_is_kept_for_its_retention_then_purged_everywhere() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = relay.replica(&tmp.path().join("a"), "madrid", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "sevilla", &["acme"])?;
+    let gone = a.ok(&[
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Marta Gil",
+        "--email",
+        "marta@gil.es",
+    ])?;
+    a.ok(&["note", "add", &gone, "--text", "allergic to latex"])?;
+    a.ok(&[
+        "item",
+        "add",
+        &gone,
+        "allergies",
+        "type=latex",
+        "severity=severe",
+    ])?;
+    let kept = a.ok(&["client", "add", "--company", "acme", "--name", "Pau Vila"])?;
+    a.ok(&["client", "trash", &gone])?;
+    a.sync()?;
+    b.sync()?;
+    let report = |r: &ficha_e2e::Replica, days: &str| -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&r.ok(&[
+            "trash",
+            "purge",
+            "--older-than-days",
+            days,
+        ])?)?)
+    };
+    // Inside the retention period nothing is purged and the client is restorable.
+    let r = report(&a, "30")?;
+    assert_eq!(
+        (r["purged"].as_u64(), r["kept"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(a.show(&gone)?["name"], "Marta Gil");
+    // Meanwhile branch B, offline, writes on the trashed client.
+    b.ok(&["note", "add", &gone, "--text", "called about her file"])?;
+    // Retention over (0 days): purged.
+    let r = report(&a, "0")?;
+    assert_eq!(r["purged"], 1);
+    let v = a.show(&gone)?;
+    assert_eq!(v["state"], "purged");
+    assert_eq!(v["name"], "(purged)");
+    assert!(v["email"].is_null());
+    assert_eq!(v["notes"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["allergies"].as_array().map(Vec::len), Some(0));
+    let log = v["log"].as_array().cloned().unwrap_or_default();
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "purged" && e["who"] == "madrid"),
+        "the purge is on the record"
+    );
+    assert!(
+        log.iter().all(|e| e["text"] == ""),
+        "log texts may quote data"
+    );
+    assert_eq!(a.show(&kept)?["name"], "Pau Vila");
+    let listed = a.ok(&["client", "list", "--json"])?;
+    assert!(!listed.contains(&gone), "purged clients leave the list");
+    assert!(
+        a.ok(&["client", "list", "--json", "--state", "purged"])?
+            .contains(&gone)
+    );
+    // B's offline note merges in after the purge; purging again cleans it on every branch.
+    b.sync()?;
+    a.sync()?;
+    assert_eq!(a.show(&gone)?["notes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(report(&a, "0")?["recleaned"], 1);
+    a.sync()?;
+    b.sync()?;
+    let vb = b.show(&gone)?;
+    assert_eq!(vb["state"], "purged");
+    assert_eq!(vb["notes"].as_array().map(Vec::len), Some(0));
+    assert_eq!(vb["heads"], a.show(&gone)?["heads"]);
+    Ok(())
+}

@@ -22,6 +22,7 @@ mod error;
 mod kinds;
 pub mod merge;
 pub mod profile;
+pub mod purge;
 mod read;
 pub mod schema;
 pub mod search;

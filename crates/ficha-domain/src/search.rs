@@ -70,7 +70,7 @@ impl Filter {
         };
         let state_ok = match &self.state {
             Some(s) => *s == c.state,
-            None => c.state != "trashed" && c.state != "merged",
+            None => !matches!(c.state.as_str(), "trashed" | "merged" | "purged"),
         };
         let at = c.state_at.unwrap_or(0);
         state_ok
