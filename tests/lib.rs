@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod proxy;
+pub mod tls;
 
 /// The directory holding the workspace's built binaries, brought up to date once per run.
 pub fn bin_dir() -> &'static Path {
@@ -142,13 +143,27 @@ pub fn token(data: &Path, replica: &str, companies: &[&str], read_only: bool) ->
 pub struct Replica {
     /// Its data directory.
     pub data: PathBuf,
+    /// Extra environment for every command (e.g. SSL_CERT_FILE for a wss:// relay).
+    pub env: Vec<(String, String)>,
 }
 
 impl Replica {
     /// `ficha init`.
     pub fn init(data: &Path, name: &str, url: &str, token: &str) -> Result<Self> {
+        Self::init_with_env(data, name, url, token, Vec::new())
+    }
+
+    /// `ficha init`, with extra environment for every command of this replica.
+    pub fn init_with_env(
+        data: &Path,
+        name: &str,
+        url: &str,
+        token: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let r = Self {
             data: data.to_path_buf(),
+            env,
         };
         r.ok(&["init", "--name", name, "--relay", url, "--token", token])?;
         Ok(r)
@@ -160,6 +175,7 @@ impl Replica {
             .arg("--data")
             .arg(&self.data)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()?)
     }
@@ -203,6 +219,7 @@ impl Served {
             .arg("--data")
             .arg(&replica.data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(replica.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;

@@ -284,6 +284,7 @@ fn the_cli_explains_what_is_wrong_and_changes_nothing() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let missing = Replica {
         data: tmp.path().join("nothing-here"),
+        env: Vec::new(),
     };
     let out = missing.run(&["client", "list", "--json"])?;
     assert!(!out.status.success());
