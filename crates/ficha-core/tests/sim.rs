@@ -46,6 +46,8 @@ struct World {
     made: BTreeMap<DocId, (Company, BTreeSet<ChangeHash>)>,
     faults: bool,
     log: Vec<String>,
+    /// Per replica, the heads of each document as last read there (for monotonic reads).
+    observed: Vec<BTreeMap<DocId, Vec<ChangeHash>>>,
 }
 
 fn company(s: &str) -> Company {
@@ -101,6 +103,7 @@ impl World {
             made: BTreeMap::new(),
             faults: true,
             log: Vec::new(),
+            observed: Vec::new(),
         }
     }
 
@@ -169,6 +172,13 @@ impl World {
                 .expect("note");
         });
         if let Some(hash) = hash {
+            // Read-your-writes: the edit is visible on its replica the moment it returns.
+            assert!(
+                rep.store
+                    .doc(&doc)
+                    .is_some_and(|d| d.get_change_by_hash(&hash).is_some()),
+                "read-your-writes violated on r{r} for {doc}"
+            );
             self.made
                 .entry(doc)
                 .or_insert_with(|| (company.clone(), BTreeSet::new()))
@@ -336,6 +346,31 @@ impl World {
         Err("did not quiesce".into())
     }
 
+    /// Monotonic reads: whatever a replica has shown of a document (its heads at the last
+    /// read) is still there at the next read, through disconnects, restarts, repairs and a
+    /// relay replaced by an empty database. Then remembers what it shows now.
+    fn check_history(&mut self) -> Result<(), String> {
+        self.observed
+            .resize_with(self.replicas.len(), BTreeMap::new);
+        for (i, r) in self.replicas.iter().enumerate() {
+            for (doc, heads) in &self.observed[i] {
+                let d = r
+                    .store
+                    .doc(doc)
+                    .ok_or(format!("r{i} no longer holds {doc}"))?;
+                if let Some(h) = heads.iter().find(|h| d.get_change_by_hash(h).is_none()) {
+                    return Err(format!("r{i} went back in time on {doc}: lost {h}"));
+                }
+            }
+            for doc in r.store.doc_ids() {
+                if let Some(d) = r.store.doc(&doc) {
+                    self.observed[i].insert(doc, d.get_heads());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), String> {
         let relay = self.relay.as_ref().expect("relay");
         let store = relay.store();
@@ -384,10 +419,18 @@ impl World {
 
 fn run(seed: u64, steps: usize) -> Result<(), String> {
     let mut world = World::new(seed);
+    let tail = |world: &World, e: String| {
+        let tail: Vec<&String> = world.log.iter().rev().take(15).collect();
+        format!("{e}\nlast events (newest first): {tail:#?}")
+    };
     for _ in 0..steps {
         world.step();
+        if let Err(e) = world.check_history() {
+            return Err(tail(&world, e));
+        }
     }
     world.heal()?;
+    world.check_history().map_err(|e| tail(&world, e))?;
     world.check().map_err(|e| {
         let tail: Vec<&String> = world.log.iter().rev().take(15).collect();
         format!("{e}\nlast events (newest first): {tail:#?}")
