@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod proxy;
+pub mod soak;
 pub mod tls;
 
 /// The directory holding the workspace's built binaries, brought up to date once per run.
@@ -54,7 +55,7 @@ pub struct Relay {
 }
 
 /// Waits for a process to print "listening on 127.0.0.1:N" and returns N.
-fn wait_listening(child: &mut Child, what: &str) -> Result<u16> {
+pub(crate) fn wait_listening(child: &mut Child, what: &str) -> Result<u16> {
     let stdout = child.stdout.take().context("stdout piped")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
