@@ -41,6 +41,9 @@ struct Sizes {
     history: usize,
     query_clients: usize,
     scan_sample: usize,
+    memory_docs: usize,
+    memory_items: usize,
+    memory_sessions: usize,
 }
 
 impl Sizes {
@@ -60,6 +63,9 @@ impl Sizes {
                 history: 1_000,
                 query_clients: 10_000,
                 scan_sample: 2_000,
+                memory_docs: 4_000,
+                memory_items: 5,
+                memory_sessions: 200,
             }
         } else {
             Self {
@@ -76,12 +82,19 @@ impl Sizes {
                 history: 1_000,
                 query_clients: 100_000,
                 scan_sample: 5_000,
+                memory_docs: 100_000,
+                memory_items: 5,
+                memory_sessions: 200,
             }
         }
     }
 }
 
 fn main() -> Result<()> {
+    // The memory workload re-executes this binary as a relay or a replica process.
+    if workloads::memory::child_main(&std::env::args().collect::<Vec<_>>())? {
+        return Ok(());
+    }
     let args = Args::parse();
     let s = Sizes::new(args.quick);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,6 +154,16 @@ fn main() -> Result<()> {
         emit(
             workloads::read::query(s.query_clients, s.scan_sample),
             "query",
+        );
+    }
+    if wanted("memory") {
+        emit(
+            rt.block_on(workloads::memory::memory(
+                s.memory_docs,
+                s.memory_items,
+                s.memory_sessions,
+            )),
+            "memory",
         );
     }
     Ok(())

@@ -55,8 +55,15 @@ pub struct Store {
     indexer: Arc<dyn Indexer>,
 }
 
+/// redb's page cache for a replica. Its default (1 GiB) would let a replica's memory grow with
+/// every document it syncs; past this, reads fall back to the OS page cache.
+pub const CACHE_BYTES: usize = 32 << 20;
+
 fn open_db(dir: &Path) -> Result<Database, StoreError> {
-    match Database::create(dir.join(DB_FILE)) {
+    match Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(dir.join(DB_FILE))
+    {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(StoreError::Locked(dir.display().to_string()))

@@ -144,8 +144,12 @@ fn u64_of(bytes: &[u8]) -> u64 {
 }
 
 /// Opens a database file, telling "held by a running relay" apart from other failures.
+/// redb's page cache for the relay: bounded, so the relay's memory does not follow the size
+/// of its database (redb's default is 1 GiB).
+pub const CACHE_BYTES: usize = 64 << 20;
+
 fn open_db(path: &Path) -> Result<Database, RelayStoreError> {
-    match Database::create(path) {
+    match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(RelayStoreError::Locked(path.display().to_string()))

@@ -2,5 +2,6 @@
 
 pub mod edit;
 pub mod fanout;
+pub mod memory;
 pub mod read;
 pub mod sync;
