@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod fuzz;
 pub mod proxy;
 pub mod soak;
 pub mod tls;
