@@ -401,6 +401,23 @@ impl Replica {
         Ok(crate::listing::query(&self.store, filter, offset, limit)?)
     }
 
+    /// One page of the clients `filter` matches, in the order `sort` asks for.
+    pub fn page_sorted(
+        &self,
+        filter: &Filter,
+        sort: ficha_domain::search::Sort,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<ClientSummary>, AppError> {
+        Ok(crate::listing::query_sorted(
+            &self.store,
+            filter,
+            sort,
+            offset,
+            limit,
+        )?)
+    }
+
     /// The list's quick metrics over the clients matching `filter`.
     pub fn metrics(&self, filter: &Filter) -> Result<serde_json::Value, AppError> {
         let clients = self.query(filter)?;

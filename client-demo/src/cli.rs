@@ -153,6 +153,9 @@ pub enum ClientCmd {
         /// Show at most this many.
         #[arg(long)]
         limit: Option<usize>,
+        /// name (default), name-desc, created, created-desc (newest first) or rating.
+        #[arg(long, default_value = "name")]
+        sort: ficha_domain::search::Sort,
     },
     /// One action on every client a filter (or --ids) selects: archive, trash, restore,
     /// add-group G, remove-group G, assign EMPLOYEE.
@@ -689,8 +692,9 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             filter,
             offset,
             limit,
+            sort,
         } => {
-            let list = replica.page(&filter.into(), offset, limit)?;
+            let list = replica.page_sorted(&filter.into(), sort, offset, limit)?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {

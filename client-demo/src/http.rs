@@ -106,6 +106,7 @@ struct ListQuery {
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
+    sort: Option<String>,
 }
 
 impl ListQuery {
@@ -125,7 +126,13 @@ impl ListQuery {
 }
 
 async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    let page = s.replica.page(&q.filter()?, q.offset, q.limit)?;
+    let sort = match &q.sort {
+        Some(s) => s.parse().map_err(AppError::BadInput)?,
+        None => ficha_domain::search::Sort::Name,
+    };
+    let page = s
+        .replica
+        .page_sorted(&q.filter()?, sort, q.offset, q.limit)?;
     Ok(Json(json!(page)))
 }
 

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use automerge::Automerge;
 use ficha_core::DocId;
 use ficha_domain::ClientSummary;
-use ficha_domain::search::{Filter, Probe, index_terms, order_key};
+use ficha_domain::search::{Filter, Probe, Sort, index_terms, order_key};
 use ficha_store::{IndexKeys, IndexReader, Indexer, Store, StoreError};
 
 /// Indexes client documents: a JSON summary, plus search terms and list order derived from it.
@@ -89,6 +89,27 @@ pub fn query(
             Ok(found)
         }
     }
+}
+
+/// One page of the clients `filter` matches, in the order `sort` asks for. Orders other than
+/// the index's read every match before paging.
+pub fn query_sorted(
+    store: &Store,
+    filter: &Filter,
+    sort: Sort,
+    offset: usize,
+    limit: Option<usize>,
+) -> Result<Vec<ClientSummary>, StoreError> {
+    if sort == Sort::Name {
+        return query(store, filter, offset, limit);
+    }
+    let mut all = query(store, filter, 0, None)?;
+    sort.apply(&mut all);
+    Ok(all
+        .into_iter()
+        .skip(offset)
+        .take(limit.unwrap_or(usize::MAX))
+        .collect())
 }
 
 /// Candidates from the index (None: nothing the filter names narrows it usefully).

@@ -6,7 +6,7 @@ use ficha_app::app::Replica;
 use ficha_core::token::{Claims, sign};
 use ficha_core::{Company, DocId};
 use ficha_domain::ClientSummary;
-use ficha_domain::search::{Filter, normalise};
+use ficha_domain::search::{Filter, Sort, normalise};
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -121,7 +121,7 @@ fn scan(r: &Replica, f: &Filter) -> Vec<ClientSummary> {
     all
 }
 
-fn filter() -> impl Strategy<Value = (Filter, usize, Option<usize>)> {
+fn filter() -> impl Strategy<Value = (Filter, Sort, usize, Option<usize>)> {
     let opt = |from: &'static [&'static str]| {
         proptest::option::weighted(0.3, proptest::sample::select(from).prop_map(String::from))
     };
@@ -134,39 +134,50 @@ fn filter() -> impl Strategy<Value = (Filter, usize, Option<usize>)> {
         opt(STATES),
         opt(GROUPS),
         proptest::option::weighted(0.1, Just("centro".to_string())),
+        proptest::sample::select(vec![
+            Sort::Name,
+            Sort::NameDesc,
+            Sort::Created,
+            Sort::CreatedDesc,
+            Sort::Rating,
+        ]),
         0usize..5,
         proptest::option::of(1usize..8),
     )
-        .prop_map(|(text, company, state, group, centre, offset, limit)| {
-            let f = Filter {
-                text,
-                company,
-                state,
-                group,
-                centre,
-                ..Filter::default()
-            };
-            (f, offset, limit)
-        })
+        .prop_map(
+            |(text, company, state, group, centre, sort, offset, limit)| {
+                let f = Filter {
+                    text,
+                    company,
+                    state,
+                    group,
+                    centre,
+                    ..Filter::default()
+                };
+                (f, sort, offset, limit)
+            },
+        )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_index_answers_what_a_scan_answers((f, offset, limit) in filter()) {
+    fn the_index_answers_what_a_scan_answers((f, sort, offset, limit) in filter()) {
         thread_local! {
             static FIXTURE: (tempfile::TempDir, Replica, Vec<DocId>) = replica();
         }
         FIXTURE.with(|(_, r, _)| {
-            let want: Vec<_> = scan(r, &f)
+            let mut want = scan(r, &f);
+            sort.apply(&mut want);
+            let want: Vec<_> = want
                 .into_iter()
                 .skip(offset)
                 .take(limit.unwrap_or(usize::MAX))
                 .map(|c| c.id)
                 .collect();
             let got: Vec<_> = r
-                .page(&f, offset, limit)
+                .page_sorted(&f, sort, offset, limit)
                 .expect("page")
                 .into_iter()
                 .map(|c| c.id)

@@ -198,6 +198,20 @@ fn the_list_searches_filters_and_counts_without_opening_documents() -> Result<()
     assert_eq!(names(&["--group", "vip"])?, ["José Núñez"]);
     assert_eq!(names(&["--state", "archived"])?, ["Old Client"]);
     assert_eq!(names(&["--limit", "1", "--offset", "1"])?, ["José Núñez"]);
+    assert_eq!(
+        names(&["--sort", "created-desc"])?,
+        ["Old Client", "Ana Ruiz", "José Núñez"]
+    );
+    assert_eq!(
+        names(&["--sort", "rating"])?,
+        ["José Núñez", "Ana Ruiz", "Old Client"],
+        "best average first, unreviewed last"
+    );
+    assert!(
+        !a.run(&["client", "list", "--sort", "colour"])?
+            .status
+            .success()
+    );
     // Bulk actions over a filter and over a selection.
     assert_eq!(
         a.ok(&[

@@ -48,6 +48,65 @@ pub struct Filter {
     pub until: Option<i64>,
 }
 
+/// The order of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// By name (accents and case ignored), then id: the index's own order.
+    #[default]
+    Name,
+    /// By name, descending.
+    NameDesc,
+    /// Oldest first.
+    Created,
+    /// Newest first.
+    CreatedDesc,
+    /// Best average review first (clients without reviews last).
+    Rating,
+}
+
+impl std::str::FromStr for Sort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "name" => Sort::Name,
+            "name-desc" | "-name" => Sort::NameDesc,
+            "created" => Sort::Created,
+            "created-desc" | "-created" => Sort::CreatedDesc,
+            "rating" => Sort::Rating,
+            other => {
+                return Err(format!(
+                    "unknown sort {other:?}; use name, name-desc, created, created-desc or rating"
+                ));
+            }
+        })
+    }
+}
+
+impl Sort {
+    /// Sorts clients; ties fall back to list order, so every replica prints the same list.
+    pub fn apply(self, clients: &mut [ClientSummary]) {
+        let name = |c: &ClientSummary| (order_key(c), c.id);
+        match self {
+            Sort::Name => clients.sort_by_cached_key(name),
+            Sort::NameDesc => clients.sort_by_cached_key(|c| std::cmp::Reverse(name(c))),
+            Sort::Created => clients.sort_by_cached_key(|c| (c.created_at, name(c))),
+            Sort::CreatedDesc => {
+                clients.sort_by_cached_key(|c| (std::cmp::Reverse(c.created_at), name(c)))
+            }
+            Sort::Rating => clients.sort_by_cached_key(|c| {
+                // Average as a fraction compared exactly: rating_sum / reviews, highest first.
+                let avg = if c.reviews == 0 {
+                    -1
+                } else {
+                    i64::from(c.rating_sum) * 1_000_000 / i64::from(c.reviews)
+                };
+                (std::cmp::Reverse(avg), name(c))
+            }),
+        }
+    }
+}
+
 /// One lookup in the term index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -220,6 +279,7 @@ mod tests {
             reviews: 0,
             rating_sum: 0,
             state_at: None,
+            created_at: 0,
         }
     }
 

@@ -175,6 +175,9 @@ pub struct ClientSummary {
     /// When the client entered its current state (ms since epoch), if recorded.
     #[serde(default)]
     pub state_at: Option<i64>,
+    /// When the client was created (ms since epoch).
+    #[serde(default)]
+    pub created_at: i64,
 }
 
 fn required(doc: &impl ReadDoc, key: &str) -> Result<String, DomainError> {
@@ -335,6 +338,7 @@ pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
             .collect(),
         reviews,
         rating_sum,
+        created_at: read::int(doc, &ROOT, CREATED_AT)?,
         state_at: match read::int_opt(doc, &ROOT, "state_at")? {
             Some(t) => Some(t),
             None => read::int_opt(doc, &ROOT, "trashed_at")?,
