@@ -35,6 +35,8 @@ pub struct SoakConfig {
     pub duration: Duration,
     /// Time between two edits of one replica.
     pub edit_every: Duration,
+    /// Hostile connections that upload as fast as they can and never read (0: none).
+    pub flooders: usize,
 }
 
 /// What a soak measured.
@@ -62,7 +64,11 @@ pub struct SoakReport {
     pub delay_max_ms: f64,
     /// Relay resident memory sampled once a second, MiB.
     pub relay_rss_mib: Vec<f64>,
-    /// Everything that went wrong; must be empty.
+    /// Upload frames the flooders pushed into the relay.
+    pub flood_frames: u64,
+    /// Flooder connections the relay cut (each reconnects and floods again).
+    pub flood_cuts: u64,
+    /// Everything that went wrong for the honest sessions; must be empty.
     pub errors: Vec<String>,
 }
 
@@ -155,6 +161,13 @@ pub fn run(relay_bin: &Path, cfg: &SoakConfig) -> Result<SoakReport> {
     });
     let ready = Arc::new(tokio::sync::Barrier::new(cfg.sessions));
     let stop_at = Arc::new(Mutex::new(None::<Instant>));
+    let flood = Arc::new(FloodCount::default());
+    let flood_until = Instant::now() + cfg.duration + Duration::from_secs(5);
+    for f in 0..cfg.flooders {
+        let token =
+            ficha_relay::issue_token(&dir, &format!("flood-{f}"), &["flood".into()], false, 1)?;
+        runtime.spawn(flooder(url.clone(), token, f, flood_until, flood.clone()));
+    }
     let handles: Vec<_> = tokens
         .into_iter()
         .enumerate()
@@ -232,6 +245,8 @@ pub fn run(relay_bin: &Path, cfg: &SoakConfig) -> Result<SoakReport> {
         delay_p99_ms: percentile(&delays, 0.99),
         delay_max_ms: delays.last().copied().unwrap_or(f64::NAN),
         relay_rss_mib,
+        flood_frames: flood.frames.load(std::sync::atomic::Ordering::Relaxed),
+        flood_cuts: flood.cuts.load(std::sync::atomic::Ordering::Relaxed),
         errors,
     })
 }
@@ -369,5 +384,73 @@ impl Replica {
             .map(|d| d.get_changes(&[]).len())
             .sum();
         have >= want
+    }
+}
+
+/// What the flooders managed.
+#[derive(Default)]
+struct FloodCount {
+    frames: std::sync::atomic::AtomicU64,
+    cuts: std::sync::atomic::AtomicU64,
+}
+
+/// A hostile client: valid token, valid changes, uploaded as fast as the socket takes them,
+/// never reading an acknowledgement. The relay must cut it (its queue of acks fills) without
+/// its memory following the flood, and honest sessions must not notice beyond latency.
+async fn flooder(url: String, token: String, n: usize, until: Instant, count: Arc<FloodCount>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let company = Company::new("flood").expect("valid company");
+    let actor = actor_for(ReplicaId([n as u8; 16]), n as u32);
+    let mut doc = automerge::AutoCommit::new().with_actor(actor);
+    let id = DocId::from(uuid::Uuid::new_v4());
+    let mut seq = 0u64;
+    while Instant::now() < until {
+        let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (mut tx, rx) = ws.split();
+        // Never read: keep the receiving half alive so the relay's writes back up.
+        let _unread = rx;
+        let hello = Frame::Hello(ficha_core::frame::Hello {
+            replica: ReplicaId([n as u8; 16]),
+            token: token.clone(),
+        });
+        if tx
+            .send(Message::Binary(hello.encode().into()))
+            .await
+            .is_err()
+        {
+            count.cuts.fetch_add(1, Relaxed);
+            continue;
+        }
+        loop {
+            if Instant::now() >= until {
+                return;
+            }
+            seq += 1;
+            let _ = doc.put(ROOT, "n", seq as i64);
+            doc.commit();
+            let Some(change) = doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()) else {
+                continue;
+            };
+            let upload = Frame::Upload(ficha_core::frame::Upload {
+                upto: seq,
+                docs: vec![ficha_core::frame::DocChanges {
+                    doc: id,
+                    company: company.clone(),
+                    changes: vec![ficha_core::frame::ByteBuf::from(change)],
+                }],
+            });
+            if tx
+                .send(Message::Binary(upload.encode().into()))
+                .await
+                .is_err()
+            {
+                count.cuts.fetch_add(1, Relaxed);
+                break;
+            }
+            count.frames.fetch_add(1, Relaxed);
+        }
     }
 }

@@ -25,6 +25,9 @@ struct Args {
     /// Milliseconds between two edits of one replica.
     #[arg(long, default_value_t = 1000)]
     edit_every_ms: u64,
+    /// Hostile connections uploading as fast as they can without reading.
+    #[arg(long, default_value_t = 0)]
+    flooders: usize,
     /// The relay binary (default: ficha-relay beside this one).
     #[arg(long)]
     relay: Option<PathBuf>,
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         companies: args.companies,
         duration: Duration::from_secs(args.seconds),
         edit_every: Duration::from_millis(args.edit_every_ms),
+        flooders: args.flooders,
     };
     match run(&relay, &cfg) {
         Ok(r) => {
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
                     "{} sessions, {} companies, {:.0} s: {} edits ({:.1}/s), {}/{} arrivals\n\
                      delay commit→arrival: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
                      relay RSS: {first:.1} MiB at start, {max:.1} MiB peak, {last:.1} MiB at end\n\
+                     flood: {} upload frames pushed, {} flooder connections cut\n\
                      errors: {}",
                     r.sessions,
                     r.companies,
@@ -80,6 +85,8 @@ fn main() -> ExitCode {
                     r.delay_p50_ms,
                     r.delay_p99_ms,
                     r.delay_max_ms,
+                    r.flood_frames,
+                    r.flood_cuts,
                     r.errors.len()
                 );
                 for e in r.errors.iter().take(20) {

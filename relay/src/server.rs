@@ -50,6 +50,11 @@ pub struct Limits {
     pub compact_batch: usize,
     /// How long shutdown waits for sessions to close before returning anyway.
     pub shutdown_grace: Duration,
+    /// Upload frames one session may send per second on average. Each costs a durable write;
+    /// an honest replica batches its outbox (thousands of changes per frame) and needs few.
+    pub uploads_per_sec: f64,
+    /// Upload frames a session may send in a burst before pacing starts.
+    pub upload_burst: f64,
 }
 
 impl Default for Limits {
@@ -63,6 +68,8 @@ impl Default for Limits {
             compact_every: Duration::from_secs(5),
             compact_batch: 200,
             shutdown_grace: Duration::from_secs(5),
+            uploads_per_sec: 50.0,
+            upload_burst: 100.0,
         }
     }
 }

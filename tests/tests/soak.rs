@@ -18,6 +18,7 @@ fn forty_sessions_editing_at_once_lose_nothing() -> Result<()> {
             companies: 4,
             duration: Duration::from_secs(6),
             edit_every: Duration::from_millis(300),
+            flooders: 0,
         },
     )?;
     assert!(report.errors.is_empty(), "{:#?}", report.errors);

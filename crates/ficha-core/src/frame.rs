@@ -188,9 +188,13 @@ pub struct DocChanges {
 /// Owned bytes that serialise compactly.
 pub type ByteBuf = serde_bytes::ByteBuf;
 
+/// Postcard's variant index of `Frame::Upload` (the eighth variant), checked by a unit test.
+const UPLOAD_TAG: u8 = 7;
+
 impl Frame {
     /// Encodes the frame with its header.
     pub fn encode(&self) -> Vec<u8> {
+        // (postcard writes the variant index as the first byte after the header; see UPLOAD_TAG)
         let out = vec![MAGIC, PROTOCOL_VERSION];
         // postcard cannot fail writing to a Vec for these types (no maps with non-string keys,
         // no unsupported serde features), so an error here is a programming error.
@@ -198,6 +202,15 @@ impl Frame {
             Ok(v) => v,
             Err(e) => unreachable!("invariant: frames always serialise: {e}"),
         }
+    }
+
+    /// True if `bytes` carry an `Upload` (the frame that costs the relay a durable write),
+    /// read from the header alone so a driver can pace uploads before decoding them.
+    pub fn is_upload(bytes: &[u8]) -> bool {
+        bytes.len() > 2
+            && bytes[0] == MAGIC
+            && bytes[1] == PROTOCOL_VERSION
+            && bytes[2] == UPLOAD_TAG
     }
 
     /// Decodes one frame, refusing anything larger than `max_len`.
@@ -251,6 +264,26 @@ mod tests {
 
     fn company() -> Company {
         Company::new("c1").expect("valid")
+    }
+
+    #[test]
+    fn uploads_are_recognised_from_their_header_alone() {
+        let upload = Frame::Upload(Upload {
+            upto: 1,
+            docs: Vec::new(),
+        })
+        .encode();
+        assert!(Frame::is_upload(&upload));
+        let others = [
+            Frame::Ack { upto: 1 }.encode(),
+            Frame::Subscribe {
+                company: company(),
+                after: 7,
+            }
+            .encode(),
+        ];
+        assert!(others.iter().all(|f| !Frame::is_upload(f)));
+        assert!(!Frame::is_upload(&[MAGIC, PROTOCOL_VERSION]));
     }
 
     #[test]

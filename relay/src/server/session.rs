@@ -150,6 +150,7 @@ async fn serve(socket: WebSocket, slot: Slot) {
     let handshake_deadline = started + shared.limits.handshake_timeout;
     let mut last_seen = started;
     let mut replica: Option<String> = None;
+    let mut pace = Pace::new(shared.limits.uploads_per_sec, shared.limits.upload_burst);
     let reason = loop {
         let deadline = match replica {
             None => handshake_deadline,
@@ -198,10 +199,17 @@ async fn serve(socket: WebSocket, slot: Slot) {
         } else {
             None
         };
+        let upload = Frame::is_upload(&bytes);
         shared.with_relay(|r| ((), r.receive(conn, &bytes, now_secs())));
         if !lock(&shared.conns).contains_key(&conn) {
             break "refused by the relay";
         }
+        // A session sending uploads faster than its share waits before its next frame is read,
+        // so TCP pushes back on it instead of every other session waiting behind its writes.
+        if upload && let Some(wait) = pace.take(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        tokio::task::yield_now().await;
         // Past its first frame a connection still open is a session: the relay closes any
         // connection whose first frame is not an accepted hello.
         if replica.is_none() {
@@ -223,4 +231,50 @@ async fn serve(socket: WebSocket, slot: Slot) {
         None => tracing::debug!(conn, reason, "connection closed before a session opened"),
     }
     drop(slot);
+}
+
+/// A token bucket over one session's uploads.
+struct Pace {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            at: Instant::now(),
+        }
+    }
+
+    /// Spends one upload; returns how long to wait if the session is over its rate.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_uploads_are_paced_to_the_rate() {
+        let start = Instant::now();
+        let mut pace = Pace::new(10.0, 3.0);
+        assert!(
+            (0..3).all(|_| pace.take(start).is_none()),
+            "the burst passes"
+        );
+        let wait = pace.take(start).expect("over the burst");
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // Waiting it out refills exactly that token.
+        assert!(pace.take(start + Duration::from_millis(200)).is_none());
+    }
 }
