@@ -314,7 +314,21 @@ async fn compact_forever(shared: Arc<Shared>) {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// Prometheus text. Loopback only: counts of documents and sessions span every company, and a
+/// token holder of one company must not learn another's volume from them. Scrape from the host
+/// (or through the reverse proxy, with its own authentication).
+async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+) -> axum::response::Response {
+    if !peer.ip().to_canonical().is_loopback() {
+        tracing::warn!(%peer, "refusing /metrics outside loopback");
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "metrics are served to loopback only",
+        )
+            .into_response();
+    }
     let (stats, sessions) = {
         let relay = lock(&shared.relay);
         (relay.stats().clone(), relay.session_count())
@@ -344,5 +358,5 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         stats.bytes_in,
         stats.bytes_out,
     );
-    ([("content-type", "text/plain; version=0.0.4")], body)
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
