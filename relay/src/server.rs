@@ -51,7 +51,8 @@ pub struct Limits {
     /// How long shutdown waits for sessions to close before returning anyway.
     pub shutdown_grace: Duration,
     /// Upload frames one session may send per second on average. Each costs a durable write;
-    /// an honest replica batches its outbox (thousands of changes per frame) and needs few.
+    /// an honest replica keeps one upload in flight and batches its outbox into it, so it
+    /// needs few; a flood from one token cannot take the relay's writes from the others.
     pub uploads_per_sec: f64,
     /// Upload frames a session may send in a burst before pacing starts.
     pub upload_burst: f64,
@@ -68,8 +69,8 @@ impl Default for Limits {
             compact_every: Duration::from_secs(5),
             compact_batch: 200,
             shutdown_grace: Duration::from_secs(5),
-            uploads_per_sec: 50.0,
-            upload_burst: 100.0,
+            uploads_per_sec: 10.0,
+            upload_burst: 50.0,
         }
     }
 }

@@ -209,7 +209,6 @@ async fn serve(socket: WebSocket, slot: Slot) {
         if upload && let Some(wait) = pace.take(Instant::now()) {
             tokio::time::sleep(wait).await;
         }
-        tokio::task::yield_now().await;
         // Past its first frame a connection still open is a session: the relay closes any
         // connection whose first frame is not an accepted hello.
         if replica.is_none() {
