@@ -12,7 +12,7 @@ use crate::index::{IndexKeys, IndexTables};
 use crate::schema::{CHUNKS, COMPANY_DOCS, DOCS, SNAPSHOTS, SUMMARIES};
 
 /// Chunks a document may accumulate before it is compacted into a new snapshot.
-pub const COMPACT_AFTER_CHUNKS: u32 = 32;
+pub const COMPACT_AFTER_CHUNKS: u32 = 8;
 
 /// What the store keeps about a document besides its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
