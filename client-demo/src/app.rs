@@ -12,7 +12,7 @@ use uuid::Uuid;
 use ficha_core::{Company, DocId, ReplicaId, token};
 use ficha_domain::search::Filter;
 use ficha_domain::{AlertPriority, ClientSummary, Priority};
-use ficha_store::{Batch, DocWrites, Identity, Store, StoreError};
+use ficha_store::{Batch, Identity, Store, StoreError};
 
 /// What a user action can fail with.
 #[derive(Debug, Error)]
@@ -438,7 +438,7 @@ impl Replica {
     /// Creates a client from an import row, tagged with its batch; one transaction.
     pub fn create_imported(
         &self,
-        w: &impl DocWrites,
+        w: &Batch<'_>,
         company: &str,
         name: &str,
         row: &ImportedRow<'_>,
@@ -482,7 +482,7 @@ impl Replica {
     /// anything changed.
     pub fn apply_import(
         &self,
-        w: &impl DocWrites,
+        w: &Batch<'_>,
         id: DocId,
         row: &ImportedRow<'_>,
     ) -> Result<bool, AppError> {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use ficha_core::blob::{BlobHash, check_size};
 use ficha_core::{Company, DocId};
-use ficha_store::{DocWrites, Store, StoreError};
+use ficha_store::{Store, StoreError};
 
 use crate::app::{AppError, Replica, describe, now_ms};
 

@@ -16,7 +16,7 @@ use ficha_core::DocId;
 use ficha_domain::ClientSummary;
 use ficha_domain::search::{Filter, normalise};
 
-use ficha_store::{DocWrites, StoreError};
+use ficha_store::{Batch, StoreError};
 
 use crate::app::{AppError, ImportedRow, Replica};
 use crate::duplicates::match_keys;
@@ -272,7 +272,7 @@ const ROWS_PER_TRANSACTION: usize = 500;
 #[allow(clippy::too_many_arguments)]
 fn row(
     replica: &Replica,
-    writes: &impl DocWrites,
+    writes: &Batch<'_>,
     columns: &[Option<&'static str>],
     record: &csv::StringRecord,
     opts: &Options,

@@ -323,46 +323,15 @@ fn chrono_free_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Somewhere local edits can be written: the store itself (one transaction per edit) or a
-/// [`Batch`].
-pub trait DocWrites {
-    /// Creates a document in `company` by running `f` on an empty one.
-    fn create_doc<T, E: std::fmt::Display>(
-        &self,
-        doc: DocId,
-        company: &Company,
-        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError>;
-
-    /// Edits an existing document by running `f` on it.
-    fn edit_doc<T, E: std::fmt::Display>(
-        &self,
-        doc: DocId,
-        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError>;
+/// Local edits sharing one write transaction; see [`Store::batch`].
+pub struct Batch<'s> {
+    store: &'s Store,
+    txn: redb::WriteTransaction,
 }
 
-impl DocWrites for Store {
-    fn create_doc<T, E: std::fmt::Display>(
-        &self,
-        doc: DocId,
-        company: &Company,
-        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
-        Store::create_doc(self, doc, company, f)
-    }
-
-    fn edit_doc<T, E: std::fmt::Display>(
-        &self,
-        doc: DocId,
-        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
-        Store::edit_doc(self, doc, f)
-    }
-}
-
-impl DocWrites for Batch<'_> {
-    fn create_doc<T, E: std::fmt::Display>(
+impl Batch<'_> {
+    /// Creates a document, as [`Store::create_doc`], inside the batch.
+    pub fn create_doc<T, E: std::fmt::Display>(
         &self,
         doc: DocId,
         company: &Company,
@@ -371,22 +340,15 @@ impl DocWrites for Batch<'_> {
         self.store.write_local(&self.txn, doc, Some(company), f)
     }
 
-    fn edit_doc<T, E: std::fmt::Display>(
+    /// Edits a document, as [`Store::edit_doc`], inside the batch.
+    pub fn edit_doc<T, E: std::fmt::Display>(
         &self,
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
         self.store.write_local(&self.txn, doc, None, f)
     }
-}
 
-/// Local edits sharing one write transaction; see [`Store::batch`].
-pub struct Batch<'s> {
-    store: &'s Store,
-    txn: redb::WriteTransaction,
-}
-
-impl Batch<'_> {
     /// Makes every edit of the batch durable at once.
     pub fn commit(self) -> Result<(), StoreError> {
         self.txn.commit()?;
