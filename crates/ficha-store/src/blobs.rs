@@ -7,7 +7,7 @@ use ficha_core::blob::BlobHash;
 
 use crate::error::StoreError;
 use crate::schema::{BLOB_OUTBOX, BLOBS};
-use crate::{Batch, Store};
+use crate::{Batch, Store, optional};
 
 /// Stores `bytes` under `hash` (once) and, if `upload_for` is given, queues it for the relay.
 fn put(
@@ -48,11 +48,10 @@ impl Store {
     /// A blob's bytes, if this replica holds them.
     pub fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
-        match txn.open_table(BLOBS) {
-            Ok(t) => Ok(t.get(&hash.0)?.map(|v| v.value().to_vec())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let Some(table) = optional(txn.open_table(BLOBS))? else {
+            return Ok(None);
+        };
+        Ok(table.get(&hash.0)?.map(|v| v.value().to_vec()))
     }
 
     /// Keeps a blob fetched from the relay (checked against its hash), so the next read is local.
@@ -66,10 +65,8 @@ impl Store {
     /// Blobs waiting to be uploaded, with the company each was attached in.
     pub fn pending_blobs(&self) -> Result<Vec<(BlobHash, String)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(BLOB_OUTBOX) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = optional(txn.open_table(BLOB_OUTBOX))? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in table.iter()? {

@@ -90,18 +90,13 @@ pub struct IndexReader {
 
 impl IndexReader {
     pub(crate) fn open(txn: &ReadTransaction) -> Result<Option<Self>, StoreError> {
-        let open = || -> Result<Self, redb::TableError> {
+        crate::optional((|| {
             Ok(Self {
                 terms: txn.open_table(TERMS)?,
                 order: txn.open_table(ORDER)?,
                 summaries: txn.open_table(SUMMARIES)?,
             })
-        };
-        match open() {
-            Ok(r) => Ok(Some(r)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        })())
     }
 
     /// Documents holding exactly `term`; None once more than `cap` are found.

@@ -72,6 +72,15 @@ fn open_db(dir: &Path) -> Result<Database, StoreError> {
     }
 }
 
+/// A table nothing was written to yet does not exist: read it as absent instead of failing.
+pub(crate) fn optional<T>(opened: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+    match opened {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Runs `f` against the last local change of `doc`, as raw bytes.
 fn last_change_bytes(doc: &mut AutoCommit) -> Option<Vec<u8>> {
     doc.get_last_local_change().map(|c| c.raw_bytes().to_vec())
@@ -115,15 +124,19 @@ impl Store {
     /// of the index or of the domain's indexer. Loads no document.
     fn reindex_if_stale(&self) -> Result<(), StoreError> {
         let wanted = (index::INDEX_VERSION << 32) | self.indexer.version();
+        // Every open (every CLI command) passes here: check with a read, write only to rebuild.
+        let built = self
+            .db
+            .begin_read()?
+            .open_table(schema::META)?
+            .get(identity::INDEX_BUILT)?
+            .map(|v| identity::u64_of(v.value()));
+        if built == Some(wanted) {
+            return Ok(());
+        }
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(schema::META)?;
-            let built = meta
-                .get(identity::INDEX_BUILT)?
-                .map(|v| identity::u64_of(v.value()));
-            if built == Some(wanted) {
-                return Ok(());
-            }
             let summaries = txn.open_table(SUMMARIES)?;
             let mut tables = index::IndexTables::open(&txn)?;
             tables.clear()?;
@@ -277,10 +290,8 @@ impl Store {
     /// Every document's summary, in document-id order, without loading any document.
     pub fn summaries(&self) -> Result<Vec<(DocId, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(SUMMARIES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = optional(txn.open_table(SUMMARIES))? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for item in table.iter()? {
@@ -293,21 +304,13 @@ impl Store {
     /// Number of local changes the relay has not acknowledged.
     pub fn pending_upload(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
-        match txn.open_table(OUTBOX) {
-            Ok(t) => Ok(t.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        optional(txn.open_table(OUTBOX))?.map_or(Ok(0), |t| Ok(t.len()?))
     }
 
     /// Number of documents held.
     pub fn doc_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
-        match txn.open_table(DOCS) {
-            Ok(t) => Ok(t.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        optional(txn.open_table(DOCS))?.map_or(Ok(0), |t| Ok(t.len()?))
     }
 
     /// Chunks a document has since its last snapshot (observability and tests).
