@@ -339,8 +339,7 @@ impl RelayStore for RedbRelayStore {
     }
 
     fn is_revoked(&self, name: &str) -> Result<bool, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(REVOKED)?.get(name)?.is_some())
+        self.handle().is_revoked(name)
     }
 
     fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<bool, RelayStoreError> {
