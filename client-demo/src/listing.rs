@@ -21,15 +21,23 @@ impl Indexer for ClientIndexer {
     }
 
     fn keys(&self, summary: &[u8]) -> Option<IndexKeys> {
-        let c: ClientSummary = serde_json::from_slice(summary).ok()?;
-        Some(IndexKeys {
-            order: order_key(&c),
-            terms: index_terms(&c),
-        })
+        Some(keys_of(&serde_json::from_slice(summary).ok()?))
+    }
+
+    fn summarize_with_keys(&self, doc: &Automerge) -> Option<(Vec<u8>, Option<IndexKeys>)> {
+        let summary = ficha_domain::summary(doc).ok()?;
+        Some((serde_json::to_vec(&summary).ok()?, Some(keys_of(&summary))))
     }
 
     fn version(&self) -> u64 {
         1
+    }
+}
+
+fn keys_of(c: &ClientSummary) -> IndexKeys {
+    IndexKeys {
+        order: order_key(c),
+        terms: index_terms(c),
     }
 }
 

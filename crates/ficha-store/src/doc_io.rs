@@ -55,6 +55,15 @@ pub trait Indexer: Send + Sync + 'static {
         None
     }
 
+    /// The summary and its index keys, computed together on every write. The default derives
+    /// the keys from the summary's bytes; an indexer that has the summary decoded at hand can
+    /// skip decoding it again.
+    fn summarize_with_keys(&self, doc: &Automerge) -> Option<(Vec<u8>, Option<IndexKeys>)> {
+        let summary = self.summarize(doc)?;
+        let keys = self.keys(&summary);
+        Some((summary, keys))
+    }
+
     /// Changes whenever `keys` would derive different rows, so stores rebuild their index.
     fn version(&self) -> u64 {
         0
@@ -215,9 +224,9 @@ impl<'t> DocTables<'t> {
             meta.chunks += 1;
         }
         self.docs.insert(doc.as_bytes(), meta.encode().as_slice())?;
-        if let Some(summary) = indexer.summarize(after) {
+        if let Some((summary, keys)) = indexer.summarize_with_keys(after) {
             self.summaries.insert(doc.as_bytes(), summary.as_slice())?;
-            if let Some(keys) = indexer.keys(&summary) {
+            if let Some(keys) = keys {
                 self.index.update(doc, &keys)?;
             }
         }
