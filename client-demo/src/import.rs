@@ -216,7 +216,8 @@ pub fn import(
         ..Filter::default()
     })?));
     let mut records = reader.records().enumerate().peekable();
-    'batches: while records.peek().is_some() {
+    let mut stopped = false;
+    while !stopped && records.peek().is_some() {
         // One transaction per batch of rows: an fsync per client would dominate a long import.
         // A crash loses at most the open batch, and re-importing the file is idempotent.
         let writes = replica.batch()?;
@@ -251,10 +252,8 @@ pub fn import(
                         error: e.to_string(),
                     });
                     if opts.stop_on_error {
-                        if !opts.dry_run {
-                            replica.commit(writes)?;
-                        }
-                        break 'batches;
+                        stopped = true;
+                        break;
                     }
                 }
             }
