@@ -81,7 +81,6 @@ impl Indexer for NoIndex {
 
 /// The raw parts of a stored document.
 pub(crate) struct StoredDoc {
-    pub meta: DocMeta,
     pub snapshot: Option<Vec<u8>>,
     pub chunks: Vec<Vec<u8>>,
 }
@@ -94,27 +93,21 @@ fn doc_err(doc: &DocId, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl StoredDoc {
-    /// Reads a document's meta, snapshot and chunks through any readable tables.
+    /// Reads the snapshot and chunks of a document (its meta says it exists).
     pub(crate) fn read(
-        docs: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,
         snapshots: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,
         chunks: &impl ReadableTable<(&'static [u8; 16], u32), &'static [u8]>,
         doc: &DocId,
-    ) -> Result<Option<Self>, StoreError> {
-        let Some(meta) = docs.get(doc.as_bytes())? else {
-            return Ok(None);
-        };
-        let meta = DocMeta::decode(meta.value())?;
+    ) -> Result<Self, StoreError> {
         let snapshot = snapshots.get(doc.as_bytes())?.map(|v| v.value().to_vec());
         let mut parts = Vec::new();
         for item in chunks.range((doc.as_bytes(), 0)..=(doc.as_bytes(), u32::MAX))? {
             parts.push(item?.1.value().to_vec());
         }
-        Ok(Some(Self {
-            meta,
+        Ok(Self {
             snapshot,
             chunks: parts,
-        }))
+        })
     }
 
     /// Materialises the document for reading or syncing.
@@ -166,11 +159,21 @@ impl<'t> DocTables<'t> {
         })
     }
 
-    pub(crate) fn read(&self, doc: &DocId) -> Result<Option<StoredDoc>, StoreError> {
-        StoredDoc::read(&self.docs, &self.snapshots, &self.chunks, doc)
+    /// A document's meta, without reading its bytes.
+    pub(crate) fn meta(&self, doc: &DocId) -> Result<Option<DocMeta>, StoreError> {
+        self.docs
+            .get(doc.as_bytes())?
+            .map(|v| DocMeta::decode(v.value()))
+            .transpose()
     }
 
-    /// Records new bytes for a document whose in-memory state is now `after`.
+    /// Materialises a stored document for editing or merging.
+    pub(crate) fn load(&self, doc: &DocId) -> Result<AutoCommit, StoreError> {
+        StoredDoc::read(&self.snapshots, &self.chunks, doc)?.autocommit(doc)
+    }
+
+    /// Records new bytes for a document whose in-memory state is now `after`; returns the heads
+    /// stored for it.
     ///
     /// `bytes` are stored as they came (not re-encoded from `after`): changes whose
     /// dependencies have not arrived yet are queued inside Automerge and must survive a reload.
@@ -182,7 +185,7 @@ impl<'t> DocTables<'t> {
         bytes: &[u8],
         after: &Automerge,
         indexer: &dyn Indexer,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut meta = match meta {
             Some(m) => m,
             None => {
@@ -230,6 +233,6 @@ impl<'t> DocTables<'t> {
                 self.index.update(doc, &keys)?;
             }
         }
-        Ok(())
+        Ok(meta.heads)
     }
 }

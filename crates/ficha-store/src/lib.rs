@@ -8,6 +8,7 @@
 //! loads another.
 
 mod blobs;
+mod doc_cache;
 mod doc_io;
 mod error;
 mod identity;
@@ -26,12 +27,14 @@ use serde::{Deserialize, Serialize};
 use ficha_core::ids::actor_for;
 use ficha_core::{Company, DocId, ReplicaId};
 
+pub use doc_cache::CACHED_DOCS;
 pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
 pub use error::StoreError;
 pub use identity::Identity;
 pub use index::{IndexKeys, IndexReader};
 pub use sync_store::SyncStore;
 
+use doc_cache::{DocCache, Warm};
 use doc_io::{DocTables, StoredDoc};
 use schema::{CHUNKS, DOCS, OUTBOX, SNAPSHOTS, SUMMARIES};
 
@@ -53,7 +56,11 @@ pub struct Store {
     identity: Identity,
     actor: ActorId,
     indexer: Arc<dyn Indexer>,
+    cache: DocCache,
 }
+
+/// A document left materialised by a write, to be cached once the write is durable.
+type Touched = Option<(DocId, Warm)>;
 
 /// redb's page cache for a replica. Its default (1 GiB) would let a replica's memory grow with
 /// every document it syncs; past this, reads fall back to the OS page cache.
@@ -115,6 +122,7 @@ impl Store {
             identity,
             actor,
             indexer,
+            cache: DocCache::new(),
         };
         store.reindex_if_stale()?;
         Ok(store)
@@ -183,8 +191,9 @@ impl Store {
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_write()?;
-        let out = self.write_local(&txn, doc, Some(company), f)?;
+        let (out, touched) = self.write_local(&txn, doc, Some(company), f)?;
         txn.commit()?;
+        self.keep_warm(touched);
         Ok(out)
     }
 
@@ -195,8 +204,9 @@ impl Store {
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_write()?;
-        let out = self.write_local(&txn, doc, None, f)?;
+        let (out, touched) = self.write_local(&txn, doc, None, f)?;
         txn.commit()?;
+        self.keep_warm(touched);
         Ok(out)
     }
 
@@ -210,72 +220,94 @@ impl Store {
         })
     }
 
+    /// Caches a document whose write has committed.
+    fn keep_warm(&self, touched: Touched) {
+        if let Some((doc, warm)) = touched {
+            self.cache.put(doc, warm.heads, warm.doc);
+        }
+    }
+
     /// One local edit inside `txn`. A failing `f` writes nothing, so a batch carries on.
+    /// Returns the edited document for the caller to cache once `txn` commits.
     fn write_local<T, E: std::fmt::Display>(
         &self,
         txn: &redb::WriteTransaction,
         doc_id: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
-        let result = {
-            let mut tables = DocTables::open(txn)?;
-            let stored = tables.read(&doc_id)?;
-            let (mut doc, meta, company) = match (stored, create_in) {
-                (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id)),
-                (None, None) => return Err(StoreError::UnknownDoc(doc_id)),
-                (None, Some(c)) => (AutoCommit::new(), None, c.clone()),
-                (Some(s), None) => {
-                    let company = Company::new(&s.meta.company)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    (s.autocommit(&doc_id)?, Some(s.meta), company)
-                }
-            };
-            doc.set_actor(self.actor.clone());
-            let result = f(&mut doc).map_err(|e| StoreError::Edit(e.to_string()))?;
-            let now = chrono_free_now();
-            if doc
-                .commit_with(CommitOptions::default().with_time(now))
-                .is_none()
-            {
-                // Nothing changed: nothing to store or send.
-                return Ok(result);
+    ) -> Result<(T, Touched), StoreError> {
+        let mut tables = DocTables::open(txn)?;
+        let meta = tables.meta(&doc_id)?;
+        let (mut doc, company) = match (&meta, create_in) {
+            (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id)),
+            (None, None) => return Err(StoreError::UnknownDoc(doc_id)),
+            (None, Some(c)) => (AutoCommit::new(), c.clone()),
+            (Some(m), None) => {
+                let company =
+                    Company::new(&m.company).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let doc = match self.cache.take(&doc_id, &m.heads) {
+                    Some(warm) => warm,
+                    None => tables.load(&doc_id)?,
+                };
+                (doc, company)
             }
-            let change = last_change_bytes(&mut doc)
-                .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
-            tables.append(
-                &doc_id,
-                &company,
-                meta,
-                &change,
-                doc.document(),
-                self.indexer.as_ref(),
-            )?;
-            let mut outbox = txn.open_table(OUTBOX)?;
-            let seq = identity::next_outbox_seq(txn)?;
-            let entry = OutboxEntry {
-                doc: doc_id,
-                company,
-                change,
-            };
-            let bytes = postcard::to_allocvec(&entry)
-                .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
-            outbox.insert(seq, bytes.as_slice())?;
-            result
         };
-        Ok(result)
+        doc.set_actor(self.actor.clone());
+        let result = f(&mut doc).map_err(|e| StoreError::Edit(e.to_string()))?;
+        let now = chrono_free_now();
+        if doc
+            .commit_with(CommitOptions::default().with_time(now))
+            .is_none()
+        {
+            // Nothing changed: nothing to store or send.
+            let touched = meta.map(|m| {
+                (
+                    doc_id,
+                    Warm {
+                        heads: m.heads,
+                        doc,
+                    },
+                )
+            });
+            return Ok((result, touched));
+        }
+        let change = last_change_bytes(&mut doc)
+            .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
+        let heads = tables.append(
+            &doc_id,
+            &company,
+            meta,
+            &change,
+            doc.document(),
+            self.indexer.as_ref(),
+        )?;
+        let mut outbox = txn.open_table(OUTBOX)?;
+        let seq = identity::next_outbox_seq(txn)?;
+        let entry = OutboxEntry {
+            doc: doc_id,
+            company,
+            change,
+        };
+        let bytes = postcard::to_allocvec(&entry)
+            .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+        outbox.insert(seq, bytes.as_slice())?;
+        Ok((result, Some((doc_id, Warm { heads, doc }))))
     }
 
     /// Loads one document, or None if the replica does not hold it.
     pub fn read_doc(&self, doc: &DocId) -> Result<Option<Automerge>, StoreError> {
         let txn = self.db.begin_read()?;
-        let stored = StoredDoc::read(
-            &txn.open_table(DOCS)?,
-            &txn.open_table(SNAPSHOTS)?,
-            &txn.open_table(CHUNKS)?,
-            doc,
-        )?;
-        stored.map(|s| s.automerge(doc)).transpose()
+        let docs = txn.open_table(DOCS)?;
+        let Some(meta) = docs.get(doc.as_bytes())? else {
+            return Ok(None);
+        };
+        let meta = DocMeta::decode(meta.value())?;
+        if let Some(warm) = self.cache.copy(doc, &meta.heads) {
+            return Ok(Some(warm));
+        }
+        StoredDoc::read(&txn.open_table(SNAPSHOTS)?, &txn.open_table(CHUNKS)?, doc)?
+            .automerge(doc)
+            .map(Some)
     }
 
     /// A document's stored metadata (company, heads) without loading it.
@@ -340,7 +372,7 @@ impl Batch<'_> {
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        self.store.write_local(&self.txn, doc, Some(company), f)
+        Ok(self.store.write_local(&self.txn, doc, Some(company), f)?.0)
     }
 
     /// Edits a document, as [`Store::edit_doc`], inside the batch.
@@ -349,7 +381,7 @@ impl Batch<'_> {
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        self.store.write_local(&self.txn, doc, None, f)
+        Ok(self.store.write_local(&self.txn, doc, None, f)?.0)
     }
 
     /// Makes every edit of the batch durable at once.

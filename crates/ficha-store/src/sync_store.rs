@@ -1,6 +1,6 @@
 //! The store as the sync core sees it: [`ficha_core::replica::ReplicaStore`].
 
-use automerge::{Automerge, Change, ReadDoc};
+use automerge::{AutoCommit, Automerge, Change};
 use redb::{ReadableDatabase, ReadableTable};
 
 use ficha_core::digest::{DocDigests, heads_digest};
@@ -8,11 +8,12 @@ use ficha_core::frame::{ByteBuf, DocChanges, FeedPage, Upload};
 use ficha_core::replica::ReplicaStore;
 use ficha_core::{Company, DocId, RelayEpoch, Seq};
 
+use crate::doc_cache::Warm;
 use crate::doc_io::{DocMeta, DocTables};
 use crate::error::StoreError;
 use crate::identity::{EPOCH, REPAIRING, epoch_of};
 use crate::schema::{CHECKPOINTS, COMPANY_DOCS, DOCS, META, OUTBOX};
-use crate::{OutboxEntry, Store};
+use crate::{OutboxEntry, Store, Touched};
 
 /// A borrowed store, handed to a sync session.
 pub struct SyncStore<'a>(pub &'a Store);
@@ -26,37 +27,51 @@ fn missing_table<T: Default>(e: redb::TableError) -> Result<T, StoreError> {
 
 impl Store {
     /// Applies incoming bytes to one document inside `tables`; false if they were refused.
+    /// A document the cache held comes back, to be cached again once `tables` commit.
     fn merge_incoming(
         &self,
         tables: &mut DocTables<'_>,
         company: &Company,
         doc_id: &DocId,
         bytes: &[u8],
-    ) -> Result<bool, StoreError> {
-        let stored = tables.read(doc_id)?;
-        if let Some(s) = &stored
-            && s.meta.company != company.as_str()
+    ) -> Result<(bool, Touched), StoreError> {
+        let meta = tables.meta(doc_id)?;
+        if let Some(m) = &meta
+            && m.company != company.as_str()
         {
             tracing::warn!(doc = %doc_id, "ignoring changes that would move a document to another company");
-            return Ok(false);
+            return Ok((false, None));
         }
-        let mut doc = match &stored {
-            Some(s) => s.automerge(doc_id)?,
-            None => Automerge::new(),
+        // Only a document someone is working on stays warm: caching every document of a feed
+        // page would only churn the cache.
+        let warm = meta
+            .as_ref()
+            .and_then(|m| self.cache.take(doc_id, &m.heads));
+        let was_warm = warm.is_some();
+        let mut doc = match (warm, &meta) {
+            (Some(d), _) => d,
+            (None, Some(_)) => tables.load(doc_id)?,
+            (None, None) => AutoCommit::new(),
         };
         let before = doc.get_heads();
         if let Err(e) = doc.load_incremental(bytes) {
             tracing::warn!(doc = %doc_id, error = %e, "ignoring changes that do not load");
-            return Ok(false);
+            return Ok((false, None));
         }
         let unchanged = doc.get_heads() == before && doc.get_missing_deps(&[]).is_empty();
-        if unchanged && stored.is_some() {
+        let heads = match meta {
             // Our own changes echoed back, or a duplicate: nothing new to keep.
-            return Ok(true);
-        }
-        let meta = stored.map(|s| s.meta);
-        tables.append(doc_id, company, meta, bytes, &doc, self.indexer.as_ref())?;
-        Ok(true)
+            Some(m) if unchanged => m.heads,
+            meta => tables.append(
+                doc_id,
+                company,
+                meta,
+                bytes,
+                doc.document(),
+                self.indexer.as_ref(),
+            )?,
+        };
+        Ok((true, was_warm.then(|| (*doc_id, Warm { heads, doc }))))
     }
 }
 
@@ -156,16 +171,25 @@ impl ReplicaStore for SyncStore<'_> {
 
     fn apply_feed(&mut self, page: &FeedPage) -> Result<(), StoreError> {
         let txn = self.0.db.begin_write()?;
+        let mut warm = Vec::new();
         {
             let mut tables = DocTables::open(&txn)?;
             for entry in page.entries.iter().filter(|e| !e.changes.is_empty()) {
-                self.0
-                    .merge_incoming(&mut tables, &page.company, &entry.doc, &entry.changes)?;
+                let (_, touched) = self.0.merge_incoming(
+                    &mut tables,
+                    &page.company,
+                    &entry.doc,
+                    &entry.changes,
+                )?;
+                warm.extend(touched);
             }
             txn.open_table(CHECKPOINTS)?
                 .insert(page.company.as_str(), page.upto)?;
         }
         txn.commit()?;
+        for touched in warm {
+            self.0.keep_warm(Some(touched));
+        }
         Ok(())
     }
 
@@ -204,11 +228,12 @@ impl ReplicaStore for SyncStore<'_> {
             .flat_map(|c| c.raw_bytes().to_vec())
             .collect();
         let txn = self.0.db.begin_write()?;
-        {
+        let touched = {
             let mut tables = DocTables::open(&txn)?;
-            self.0.merge_incoming(&mut tables, company, doc, &bytes)?;
-        }
+            self.0.merge_incoming(&mut tables, company, doc, &bytes)?.1
+        };
         txn.commit()?;
+        self.0.keep_warm(touched);
         Ok(())
     }
 }

@@ -1,0 +1,154 @@
+//! The in-memory document cache never shows or builds on a state other than the stored one.
+//!
+//! A seeded random mix of local edits, remote changes (some concurrent, built from an older
+//! copy), dropped batches and reopenings runs against a store; every key written durably must be
+//! read back, both through the cache and after reopening from disk, and nothing from a dropped
+//! batch may appear. A cache that kept a document across a merge, or filled itself from a
+//! transaction that never committed, fails it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ROOT, ReadDoc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use ficha_core::frame::{FeedEntry, FeedPage};
+use ficha_core::replica::ReplicaStore;
+use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
+use ficha_store::{CACHED_DOCS, Identity, NoIndex, Store, SyncStore};
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, Arc::new(NoIndex)).expect("open")
+}
+
+fn company() -> Company {
+    Company::new("acme").expect("valid")
+}
+
+fn keys(doc: &Automerge) -> BTreeMap<String, i64> {
+    doc.keys(ROOT)
+        .filter_map(|k| {
+            let v = doc.get(ROOT, &k).ok().flatten()?.0.as_scalar()?.as_i64()?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// One seeded run; returns how many operations it made.
+fn run(seed: u64) -> usize {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tmp");
+    let identity = Identity {
+        replica: ReplicaId([1; 16]),
+        name: "branch".into(),
+        relay_url: "ws://127.0.0.1:1/sync".into(),
+        token: "t".into(),
+    };
+    Store::init(dir.path(), &identity).expect("init");
+    let mut store = open(dir.path());
+    SyncStore(&store)
+        .set_epoch(RelayEpoch([1; 16]), false)
+        .expect("epoch");
+    // More documents than the cache holds, so entries are evicted and reloaded too.
+    let docs: Vec<DocId> = (0..CACHED_DOCS as u8 + 4).map(|n| DocId([n; 16])).collect();
+    let mut expected: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); docs.len()];
+    let mut old_copies: Vec<Option<Automerge>> = vec![None; docs.len()];
+    let mut seq = 0;
+    let ops = 300;
+    for step in 0..ops {
+        let i = rng.random_range(0..docs.len());
+        let key = format!("k{step}");
+        let value = step as i64;
+        let exists = !expected[i].is_empty();
+        match rng.random_range(0..10) {
+            0..=3 => {
+                if exists {
+                    store
+                        .edit_doc(docs[i], |d| d.put(ROOT, key.as_str(), value))
+                        .expect("edit");
+                } else {
+                    store
+                        .create_doc(docs[i], &company(), |d| d.put(ROOT, key.as_str(), value))
+                        .expect("create");
+                }
+                expected[i].insert(key, value);
+            }
+            4..=6 if exists => {
+                // A remote replica's change, sometimes built on an older copy (concurrent).
+                let base = match (&old_copies[i], rng.random_bool(0.5)) {
+                    (Some(old), true) => old.clone(),
+                    _ => store.read_doc(&docs[i]).expect("read").expect("exists"),
+                };
+                let mut remote = base.fork().with_actor(ActorId::from([0xEE, step as u8, 1]));
+                let mut tx = remote.transaction();
+                tx.put(ROOT, key.as_str(), value).expect("put");
+                tx.commit();
+                let change = remote
+                    .get_last_local_change()
+                    .expect("change")
+                    .raw_bytes()
+                    .to_vec();
+                seq += 1;
+                SyncStore(&store)
+                    .apply_feed(&FeedPage {
+                        company: company(),
+                        from: seq - 1,
+                        upto: seq,
+                        entries: vec![FeedEntry {
+                            seq,
+                            doc: docs[i],
+                            changes: change,
+                        }],
+                    })
+                    .expect("apply");
+                expected[i].insert(key, value);
+            }
+            7 if exists => {
+                // A batch dropped before commit leaves no trace, in the cache or on disk.
+                let batch = store.batch().expect("batch");
+                batch
+                    .edit_doc(docs[i], |d| d.put(ROOT, "never", -1))
+                    .expect("edit in batch");
+                drop(batch);
+            }
+            8 if exists => {
+                old_copies[i] = store.read_doc(&docs[i]).expect("read");
+            }
+            _ => {
+                drop(store);
+                store = open(dir.path());
+            }
+        }
+        if exists || !expected[i].is_empty() {
+            let seen = keys(&store.read_doc(&docs[i]).expect("read").expect("exists"));
+            assert_eq!(seen, expected[i], "seed {seed} step {step} doc {i}");
+        }
+    }
+    drop(store);
+    let store = open(dir.path());
+    for (i, doc) in docs.iter().enumerate() {
+        if expected[i].is_empty() {
+            continue;
+        }
+        let cold = store.read_doc(doc).expect("read").expect("exists");
+        assert_eq!(
+            keys(&cold),
+            expected[i],
+            "seed {seed}: doc {i} after reopening"
+        );
+    }
+    ops
+}
+
+#[test]
+fn the_cache_follows_every_write_and_hides_none() {
+    let seeds: u64 = std::env::var("FICHA_CACHE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    for seed in 0..seeds {
+        run(seed);
+    }
+}
