@@ -228,9 +228,17 @@ impl<'t> DocTables<'t> {
         }
         self.docs.insert(doc.as_bytes(), meta.encode().as_slice())?;
         if let Some((summary, keys)) = indexer.summarize_with_keys(after) {
-            self.summaries.insert(doc.as_bytes(), summary.as_slice())?;
-            if let Some(keys) = keys {
-                self.index.update(doc, &keys)?;
+            // Most edits (a note, an appointment) leave the summary as it was; rewriting it
+            // would dirty its table and the index's for nothing, and each costs pages at commit.
+            let same = self
+                .summaries
+                .get(doc.as_bytes())?
+                .is_some_and(|old| old.value() == summary.as_slice());
+            if !same {
+                self.summaries.insert(doc.as_bytes(), summary.as_slice())?;
+                if let Some(keys) = keys {
+                    self.index.update(doc, &keys)?;
+                }
             }
         }
         Ok(meta.heads)

@@ -68,11 +68,30 @@ pub(crate) fn u64_of(bytes: &[u8]) -> u64 {
 }
 
 /// Allocates the next outbox position inside the caller's transaction.
-pub(crate) fn next_outbox_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
+///
+/// Positions never repeat, so a late acknowledgement can never delete a newer change: the next
+/// one follows the last entry, or, with the outbox empty, the floor [`acked_upto`] recorded.
+/// Reading the floor instead of bumping a counter keeps a local edit from dirtying one more
+/// table (each one costs its pages at commit).
+pub(crate) fn next_outbox_seq(
+    txn: &WriteTransaction,
+    outbox: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<u64, StoreError> {
+    let after_last = outbox.last()?.map_or(1, |(k, _)| k.value() + 1);
+    let floor = txn
+        .open_table(META)?
+        .get(OUTBOX_NEXT)?
+        .map_or(1, |v| u64_of(v.value()));
+    Ok(after_last.max(floor))
+}
+
+/// Records that positions up to `upto` were acknowledged and may be deleted.
+pub(crate) fn acked_upto(txn: &WriteTransaction, upto: u64) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
-    let next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| u64_of(v.value()));
-    meta.insert(OUTBOX_NEXT, (next + 1).to_be_bytes().as_slice())?;
-    Ok(next)
+    let floor = meta.get(OUTBOX_NEXT)?.map_or(1, |v| u64_of(v.value()));
+    let next = floor.max(upto.saturating_add(1));
+    meta.insert(OUTBOX_NEXT, next.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 pub(crate) fn epoch_of(bytes: &[u8]) -> Option<RelayEpoch> {

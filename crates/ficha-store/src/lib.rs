@@ -282,7 +282,7 @@ impl Store {
             self.indexer.as_ref(),
         )?;
         let mut outbox = txn.open_table(OUTBOX)?;
-        let seq = identity::next_outbox_seq(txn)?;
+        let seq = identity::next_outbox_seq(txn, &outbox)?;
         let entry = OutboxEntry {
             doc: doc_id,
             company,

@@ -165,6 +165,7 @@ impl ReplicaStore for SyncStore<'_> {
     fn ack_outbox(&mut self, upto: u64) -> Result<(), StoreError> {
         let txn = self.0.db.begin_write()?;
         txn.open_table(OUTBOX)?.retain_in(..=upto, |_, _| false)?;
+        crate::identity::acked_upto(&txn, upto)?;
         txn.commit()?;
         Ok(())
     }

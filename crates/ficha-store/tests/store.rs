@@ -202,3 +202,29 @@ fn a_feed_page_lands_with_its_checkpoint_and_updates_summaries() {
     sync.set_checkpoint(&company(), 10).expect("cp");
     assert!(!sync.needs_repair(&company()).expect("repair"));
 }
+
+#[test]
+fn a_late_acknowledgement_never_deletes_a_newer_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let doc = DocId([3; 16]);
+    let store = open(dir.path());
+    store
+        .create_doc(doc, &company(), |d| put(d, "a", 1))
+        .expect("create");
+    store.edit_doc(doc, |d| put(d, "b", 2)).expect("edit");
+    let mut sync = SyncStore(&store);
+    let first = sync.outbox_batch(1 << 20, 100).expect("b").expect("some");
+    sync.ack_outbox(first.upto).expect("ack");
+    assert_eq!(store.pending_upload().expect("count"), 0);
+    // The outbox is empty; a new change must not reuse an acknowledged position, even after
+    // reopening, or a duplicate of the old acknowledgement would delete it unsent.
+    drop(sync);
+    drop(store);
+    let store = open(dir.path());
+    store.edit_doc(doc, |d| put(d, "c", 3)).expect("edit");
+    let mut sync = SyncStore(&store);
+    sync.ack_outbox(first.upto).expect("late duplicate ack");
+    let next = sync.outbox_batch(1 << 20, 100).expect("b").expect("still pending");
+    assert!(next.upto > first.upto, "{} after {}", next.upto, first.upto);
+}
