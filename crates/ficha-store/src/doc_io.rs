@@ -14,6 +14,9 @@ use crate::schema::{CHUNKS, COMPANY_DOCS, DOCS, SNAPSHOTS, SUMMARIES};
 /// Chunks a document may accumulate before it is compacted into a new snapshot.
 pub const COMPACT_AFTER_CHUNKS: u32 = 8;
 
+/// A document's first bytes up to this size are kept as a chunk, not saved as a snapshot.
+const SMALL_FIRST_ARRIVAL: usize = 2048;
+
 /// What the store keeps about a document besides its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DocMeta {
@@ -203,9 +206,12 @@ impl<'t> DocTables<'t> {
         meta.heads.sort();
         let complete = after.get_missing_deps(&[]).is_empty();
         let first = meta.next_chunk == 0 && self.snapshots.get(doc.as_bytes())?.is_none();
-        // A document arriving whole (initial sync, a new client) is stored as a snapshot at
-        // once: loading a saved document is far cheaper than replaying its changes.
-        if complete && (first || meta.chunks + 1 >= COMPACT_AFTER_CHUNKS) {
+        // A document arriving whole with a long history (initial sync) is stored as a snapshot
+        // at once: loading a saved document is far cheaper than replaying many changes. A small
+        // first arrival (a new client's one change) replays as fast as it would load, and saving
+        // it would cost more than the rest of its write.
+        let whole = first && bytes.len() > SMALL_FIRST_ARRIVAL;
+        if complete && (whole || meta.chunks + 1 >= COMPACT_AFTER_CHUNKS) {
             // One transaction replaces the snapshot and drops the chunks: a crash leaves either
             // the old snapshot with its chunks or the new snapshot alone, never a gap.
             // A saved document from a compacted feed is already a snapshot: keep it as is.
