@@ -225,6 +225,9 @@ fn a_late_acknowledgement_never_deletes_a_newer_change() {
     store.edit_doc(doc, |d| put(d, "c", 3)).expect("edit");
     let mut sync = SyncStore(&store);
     sync.ack_outbox(first.upto).expect("late duplicate ack");
-    let next = sync.outbox_batch(1 << 20, 100).expect("b").expect("still pending");
+    let next = sync
+        .outbox_batch(1 << 20, 100)
+        .expect("b")
+        .expect("still pending");
     assert!(next.upto > first.upto, "{} after {}", next.upto, first.upto);
 }

@@ -70,6 +70,16 @@ pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row
         file.sync_data()?;
         fsync_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // The floor: the same Automerge edit on a document in memory, with no storage at all.
+    let mut in_memory = Vec::new();
+    let mut doc = automerge::AutoCommit::load(&docs[0].1.save())?;
+    for i in 0..samples {
+        let note = uuid::Uuid::from_u64_pair(0xF100, i as u64);
+        let t = Instant::now();
+        ficha_domain::add_note(&mut doc, note, text, 1_800_000_000_000)?;
+        doc.commit();
+        in_memory.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     let (warm_med, cold_med) = (median(&mut warm), median(&mut cold));
     let (redb_med, fsync_med) = (median(&mut redb_ms), median(&mut fsync_ms));
     let sz = json!({ "stored_clients": count, "samples": samples });
@@ -79,6 +89,10 @@ pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row
         (
             "median add-note + durable commit, client on disk only",
             cold_med,
+        ),
+        (
+            "floor: the same edit in memory, no storage",
+            median(&mut in_memory),
         ),
     ] {
         rows.push(Row::new(

@@ -80,10 +80,7 @@ pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
     }
     // The floor of any store keeping the history: Automerge loading the whole history saved
     // as one document, without even verifying its heads.
-    let history_saved = store
-        .read_doc(&id)?
-        .map(|d| d.save())
-        .unwrap_or_default();
+    let history_saved = store.read_doc(&id)?.map(|d| d.save()).unwrap_or_default();
     let mut floor = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
