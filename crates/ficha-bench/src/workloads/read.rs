@@ -53,7 +53,6 @@ pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
     }
     // Reopened, the store has nothing in memory: every read loads snapshot and chunks.
     let chunks = store.chunk_count(&id)?;
-    drop(sync);
     drop(store);
     let store = ficha_store::Store::open(
         &scratch.path("r"),
