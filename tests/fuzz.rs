@@ -1,7 +1,7 @@
 //! Fuzz entry points: each takes arbitrary bytes and must neither panic nor store what it should
-//! refuse. The cargo-fuzz targets in `fuzz/` call them (a nightly toolchain runs those); the
-//! stable smoke test `tests/tests/fuzz_smoke.rs` runs them in CI over seeded mutations of valid
-//! inputs, and replays every file under `fuzz/regressions/<target>/`.
+//! refuse. The coverage-guided cargo-fuzz targets in `fuzz/` call them (docs/RELIABILITY.md);
+//! the stable smoke test `tests/tests/fuzz_smoke.rs` runs them in CI over seeded mutations of
+//! valid inputs, and replays every file under `fuzz/regressions/<target>/`.
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! every saved regression input. A panic anywhere fails the test and prints the seed.
 //!
 //! Longer run: `FICHA_FUZZ_ITERS=50 FICHA_FUZZ_SEED=n cargo test --release -p ficha-e2e --test fuzz_smoke`
-//! (iterations are multiplied); with nightly, `cargo fuzz run <target>` in `fuzz/`.
+//! (iterations are multiplied); coverage-guided:
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run -O <target>` in `fuzz/`.
 
 use std::path::Path;
 
