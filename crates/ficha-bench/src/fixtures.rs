@@ -21,6 +21,34 @@ pub fn company() -> Company {
 /// The replica id fixture documents are written by.
 pub const AUTHOR: ReplicaId = ReplicaId([0xAA; 16]);
 
+/// Clients `first..first + count` with `items` items each, built on every core (building is
+/// most of a full-size run's time, and nothing of it is measured).
+pub fn clients(first: u64, count: usize, items: usize) -> Result<Vec<(DocId, Automerge)>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = count.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..count)
+            .step_by(per)
+            .map(|start| {
+                let end = (start + per).min(count);
+                scope.spawn(move || {
+                    (start..end)
+                        .map(|n| client(first + n as u64, items))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for part in parts {
+            let built = part
+                .join()
+                .map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
+            all.extend(built);
+        }
+        Ok(all)
+    })
+}
+
 /// A realistic client: `items` notes, comments and alerts (160-character texts), committed in
 /// groups of five as a person would add them over several visits.
 pub fn client(n: u64, items: usize) -> Result<(DocId, Automerge)> {

@@ -9,16 +9,14 @@ use ficha_store::SyncStore;
 use rand::Rng;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, client, local_replica, page};
+use crate::fixtures::{Scratch, clients, local_replica, page};
 use crate::report::{Row, median};
 
 /// Adding a note to one of `count` stored clients, and ingest batching.
 pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
     let store = local_replica(&scratch, "r")?;
-    let docs: Vec<_> = (0..count as u64)
-        .map(|n| client(n, 20))
-        .collect::<Result<_>>()?;
+    let docs = clients(0, count, 20)?;
     let mut sync = SyncStore(&store);
     let mut seq = 0;
     for chunk in docs.chunks(500) {
@@ -116,9 +114,7 @@ pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row
     }
 
     // Ingest: one transaction for a page of `ingest` documents vs one per document.
-    let fresh: Vec<_> = (0..ingest as u64)
-        .map(|n| client(1_000_000 + n, 0))
-        .collect::<Result<_>>()?;
+    let fresh = clients(1_000_000, ingest, 0)?;
     let batched = local_replica(&scratch, "b1")?;
     let single = local_replica(&scratch, "b2")?;
     let t = Instant::now();

@@ -16,7 +16,7 @@ use ficha_core::ReplicaId;
 use ficha_core::frame::{DEFAULT_MAX_FRAME, Frame, Hello};
 use ficha_core::replica::ReplicaStore;
 
-use crate::fixtures::{Scratch, client, company, relay_with, replica};
+use crate::fixtures::{Scratch, clients, company, relay_with, replica};
 use crate::report::Row;
 
 /// Hidden argument: serve the relay in `DIR` and print its port.
@@ -106,9 +106,7 @@ struct Measured {
 async fn measure(docs: usize, items: usize, sessions: usize) -> Result<Measured> {
     let scratch = Scratch::new()?;
     let relay_dir = scratch.path("relay");
-    let fixture: Vec<_> = (0..docs as u64)
-        .map(|n| client(n, items))
-        .collect::<Result<_>>()?;
+    let fixture = clients(0, docs, items)?;
     relay_with(&relay_dir, &fixture)?;
     drop(fixture);
     let (relay, port) = spawn_relay(&relay_dir)?;

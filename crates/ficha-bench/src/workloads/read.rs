@@ -11,7 +11,7 @@ use ficha_core::replica::ReplicaStore;
 use ficha_store::SyncStore;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, changes, client, company, local_replica, page};
+use crate::fixtures::{Scratch, changes, client, clients, company, local_replica, page};
 use crate::report::{Row, median};
 
 /// A client edited in `changes` separate changes, loaded from the store.
@@ -154,9 +154,7 @@ pub fn query(count: usize, scan_sample: usize) -> Result<Vec<Row>> {
     let mut ids: Vec<DocId> = Vec::new();
     let mut seq = 0u64;
     for start in (0..count).step_by(1000) {
-        let docs: Vec<(DocId, Automerge)> = (start..(start + 1000).min(count))
-            .map(|n| client(n as u64, 0))
-            .collect::<Result<_>>()?;
+        let docs = clients(start as u64, (start + 1000).min(count) - start, 0)?;
         ids.extend(docs.iter().map(|(id, _)| *id));
         let p = page(seq, &docs);
         seq = p.upto;
