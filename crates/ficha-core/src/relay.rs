@@ -108,6 +108,13 @@ impl RelayConfig {
     }
 }
 
+/// Uploads validated and waiting to be stored together.
+#[derive(Default)]
+struct StagedUploads {
+    upto: u64,
+    docs: Vec<IngestDoc>,
+}
+
 /// An action for the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -297,24 +304,98 @@ impl<S: RelayStore> Relay<S> {
             Ok(frame) => self.dispatch(conn, frame, now, &mut out),
         };
         if let Err(refusal) = result {
-            self.stats.refused += 1;
-            tracing::warn!(conn, code = ?refusal.code, reason = %refusal.message, "refusing session");
-            let frame = Frame::Error(ErrorFrame {
-                code: refusal.code,
-                message: refusal.message,
-                fatal: true,
-            });
-            out.push(Output::Send(conn, encode(&frame)));
-            out.push(Output::Close(conn));
-            self.disconnect(conn);
+            self.refuse(conn, refusal, &mut out);
         }
-        for o in &out {
+        self.count_sent(&out);
+        out
+    }
+
+    /// Handles frames received back to back on one connection, as [`Relay::receive`] would one
+    /// by one, except that a run of uploads is stored in one transaction and acknowledged once
+    /// (acknowledgements are cumulative). A replica's pipelined uploads then cost one durable
+    /// write, and each subscriber one page and one ack, instead of one per upload.
+    pub fn receive_batch(&mut self, conn: ConnId, frames: &[&[u8]], now: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut staged = StagedUploads::default();
+        for bytes in frames {
+            if let Some((upto, docs)) = self.stage_upload(conn, bytes) {
+                self.stats.frames_in += 1;
+                self.stats.bytes_in += bytes.len() as u64;
+                staged.upto = upto;
+                staged.docs.extend(docs);
+                continue;
+            }
+            // Anything else, a refused upload included, goes the usual way once what came
+            // before it is stored.
+            self.flush_uploads(conn, &mut staged, &mut out);
+            out.extend(self.receive(conn, bytes, now));
+        }
+        self.flush_uploads(conn, &mut staged, &mut out);
+        out
+    }
+
+    /// The validated contents of an upload from an open session; None for anything else.
+    fn stage_upload(&self, conn: ConnId, bytes: &[u8]) -> Option<(u64, Vec<IngestDoc>)> {
+        if !self.sessions.contains_key(&conn) {
+            return None;
+        }
+        match Frame::decode(bytes, self.cfg.max_frame) {
+            Ok(Frame::Upload(upload)) => {
+                let upto = upload.upto;
+                self.validate_upload(conn, upload)
+                    .ok()
+                    .map(|docs| (upto, docs))
+            }
+            _ => None,
+        }
+    }
+
+    /// Stores staged uploads in one transaction and acknowledges the last.
+    fn flush_uploads(&mut self, conn: ConnId, staged: &mut StagedUploads, out: &mut Vec<Output>) {
+        if staged.docs.is_empty() {
+            return;
+        }
+        let docs = std::mem::take(&mut staged.docs);
+        let mut produced = Vec::new();
+        let result = self
+            .session(conn)
+            .map(|s| s.replica)
+            .and_then(|replica| self.ingest(conn, replica, docs, &mut produced));
+        match result {
+            Ok(stored) => {
+                tracing::debug!(conn, upto = staged.upto, stored, "uploads stored together");
+                produced.push(Output::Send(
+                    conn,
+                    encode(&Frame::Ack { upto: staged.upto }),
+                ));
+            }
+            Err(refusal) => self.refuse(conn, refusal, &mut produced),
+        }
+        self.count_sent(&produced);
+        out.extend(produced);
+    }
+
+    /// Tells a replica why its session ends, and ends it.
+    fn refuse(&mut self, conn: ConnId, refusal: Refusal, out: &mut Vec<Output>) {
+        self.stats.refused += 1;
+        tracing::warn!(conn, code = ?refusal.code, reason = %refusal.message, "refusing session");
+        let frame = Frame::Error(ErrorFrame {
+            code: refusal.code,
+            message: refusal.message,
+            fatal: true,
+        });
+        out.push(Output::Send(conn, encode(&frame)));
+        out.push(Output::Close(conn));
+        self.disconnect(conn);
+    }
+
+    fn count_sent(&mut self, out: &[Output]) {
+        for o in out {
             if let Output::Send(_, b) = o {
                 self.stats.frames_out += 1;
                 self.stats.bytes_out += b.len() as u64;
             }
         }
-        out
     }
 
     fn dispatch(
@@ -553,6 +634,17 @@ impl<S: RelayStore> Relay<S> {
         out: &mut Vec<Output>,
     ) -> Result<(), Refusal> {
         let replica = self.session(conn)?.replica;
+        let upto = upload.upto;
+        let docs = self.validate_upload(conn, upload)?;
+        let stored = self.ingest(conn, replica, docs, out)?;
+        tracing::debug!(conn, upto, stored, "upload stored");
+        out.push(Output::Send(conn, encode(&Frame::Ack { upto })));
+        Ok(())
+    }
+
+    /// Checks an upload against the limits, the session's grants and each change's author.
+    fn validate_upload(&self, conn: ConnId, upload: Upload) -> Result<Vec<IngestDoc>, Refusal> {
+        let replica = self.session(conn)?.replica;
         let total: usize = upload.docs.iter().map(|d| d.changes.len()).sum();
         if total > self.cfg.max_upload_changes {
             return Err(Refusal::new(
@@ -582,13 +674,7 @@ impl<S: RelayStore> Relay<S> {
                 changes,
             });
         }
-        let stored = self.ingest(conn, replica, docs, out)?;
-        tracing::debug!(conn, upto = upload.upto, stored, "upload stored");
-        out.push(Output::Send(
-            conn,
-            encode(&Frame::Ack { upto: upload.upto }),
-        ));
-        Ok(())
+        Ok(docs)
     }
 
     fn check_doc_company(&self, doc: &DocId, company: &Company) -> Result<(), Refusal> {

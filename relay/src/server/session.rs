@@ -9,7 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -151,18 +151,23 @@ async fn serve(socket: WebSocket, slot: Slot) {
     let mut last_seen = started;
     let mut replica: Option<String> = None;
     let mut pace = Pace::new(shared.limits.uploads_per_sec, shared.limits.upload_burst);
+    // A message read while gathering uploads that was not one, handled next.
+    let mut held = None;
     let reason = loop {
         let deadline = match replica {
             None => handshake_deadline,
             Some(_) => last_seen + shared.limits.idle_timeout,
         };
-        let next = tokio::select! {
-            biased;
-            _ = &mut writer => {
-                writer_done = true;
-                break "closed by the relay";
-            }
-            m = tokio::time::timeout_at(deadline, stream.next()) => m,
+        let next = match held.take() {
+            Some(m) => Ok(m),
+            None => tokio::select! {
+                biased;
+                _ = &mut writer => {
+                    writer_done = true;
+                    break "closed by the relay";
+                }
+                m = tokio::time::timeout_at(deadline, stream.next()) => m,
+            },
         };
         let msg = match next {
             Err(_) if replica.is_none() => {
@@ -199,15 +204,28 @@ async fn serve(socket: WebSocket, slot: Slot) {
         } else {
             None
         };
-        let upload = Frame::is_upload(&bytes);
-        shared.with_relay(|r| ((), r.receive(conn, &bytes, now_secs())));
+        let upload = replica.is_some() && Frame::is_upload(&bytes);
+        let mut frames = vec![bytes];
+        if upload {
+            held = gather_uploads(&mut stream, &mut frames);
+        }
+        let slices: Vec<&[u8]> = frames.iter().map(|b| b.as_ref()).collect();
+        shared.with_relay(|r| ((), r.receive_batch(conn, &slices, now_secs())));
         if !lock(&shared.conns).contains_key(&conn) {
             break "refused by the relay";
         }
         // A session sending uploads faster than its share waits before its next frame is read,
         // so TCP pushes back on it instead of every other session waiting behind its writes.
-        if upload && let Some(wait) = pace.take(Instant::now()) {
-            tokio::time::sleep(wait).await;
+        if upload {
+            // Every gathered upload spends a token; the last answer is the whole deficit.
+            let now = Instant::now();
+            let mut wait = None;
+            for _ in &frames {
+                wait = pace.take(now);
+            }
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
         }
         // Past its first frame a connection still open is a session: the relay closes any
         // connection whose first frame is not an accepted hello.
@@ -230,6 +248,30 @@ async fn serve(socket: WebSocket, slot: Slot) {
         None => tracing::debug!(conn, reason, "connection closed before a session opened"),
     }
     drop(slot);
+}
+
+/// Uploads stored in one transaction at most, when a replica pipelines them.
+const MAX_GATHERED_UPLOADS: usize = 64;
+
+type Received = Option<Result<Message, axum::Error>>;
+
+/// Adds to `frames` the uploads already received behind the first, without waiting for more;
+/// returns the first message that is not one, to be handled next.
+fn gather_uploads(
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    frames: &mut Vec<Bytes>,
+) -> Option<Received> {
+    let mut bytes: usize = frames.iter().map(|f| f.len()).sum();
+    while frames.len() < MAX_GATHERED_UPLOADS && bytes < DEFAULT_MAX_FRAME {
+        match stream.next().now_or_never()? {
+            Some(Ok(Message::Binary(b))) if Frame::is_upload(&b) => {
+                bytes += b.len();
+                frames.push(b);
+            }
+            other => return Some(other),
+        }
+    }
+    None
 }
 
 /// A token bucket over one session's uploads.
