@@ -5,6 +5,7 @@
 mod fixtures;
 mod naive;
 mod report;
+mod samod_baseline;
 mod workloads;
 
 use anyhow::Result;

@@ -10,15 +10,25 @@ use ficha_core::replica::ReplicaStore;
 use ficha_store::SyncStore;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, client, relay_with, replica, traffic};
+use crate::fixtures::{Scratch, clients, relay_with, replica, traffic};
 use crate::naive;
 use crate::report::Row;
+use crate::samod_baseline::{self, AGAINST as SAMOD};
 
 const FOREVER: Duration = Duration::from_secs(3600);
 const NAIVE: &str = "naive per-doc automerge sync";
+/// Documents parsed to measure the initial sync's floor.
+const FLOOR_SAMPLE: usize = 2_000;
 
 fn docs(count: usize, items: usize) -> Result<Vec<(DocId, Automerge)>> {
-    (0..count as u64).map(|n| client(n, items)).collect()
+    clients(0, count, items)
+}
+
+/// The samod figures, or `None` (reported on stderr) so one failing baseline does not hide our
+/// rows and the naive ones.
+fn samod_or_report<T>(cost: Result<T>, workload: &str) -> Option<T> {
+    cost.inspect_err(|e| eprintln!("{workload}: samod baseline failed: {e:#}"))
+        .ok()
 }
 
 /// Initial sync of `count` clients with `items` items each to an empty replica.
@@ -46,14 +56,21 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
     let cost = naive::sync_all(addr, &mut empty).await?;
     // The floor of any replica that can list and search what it received: parsing every
     // document once (its heads and summary need it), in memory, with no I/O at all.
+    // Every document costs about the same to parse, so a sample, scaled, keeps the full run short.
     let saved_docs: Vec<Vec<u8>> = docs.iter().map(|(_, d)| d.save()).collect();
+    let sample = &saved_docs[..count.min(FLOOR_SAMPLE)];
     let t = Instant::now();
-    for bytes in &saved_docs {
+    for bytes in sample {
         Automerge::load_unverified_heads(bytes)?;
     }
-    let parse_secs = t.elapsed().as_secs_f64();
+    let parse_secs = t.elapsed().as_secs_f64() * count as f64 / sample.len().max(1) as f64;
+    let samod_docs = count.min(samod_baseline::MAX_DOCS);
+    let samod = samod_or_report(
+        samod_baseline::initial_sync(&saved_docs[..samod_docs]).await,
+        "initial_sync",
+    );
     let sizes = json!({ "docs": count, "items_per_doc": items, "saved_bytes": saved });
-    Ok(vec![
+    let mut rows = vec![
         Row::new(
             "initial_sync",
             "wall time to a durable replica",
@@ -70,7 +87,7 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
             cost.secs,
             "s",
             NAIVE,
-            sizes.clone(),
+            json!({ "docs": count, "items_per_doc": items, "parsed_sample": sample.len() }),
         ),
         Row::new(
             "initial_sync",
@@ -97,9 +114,49 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
             cost.messages,
             "frames",
             NAIVE,
-            sizes,
+            sizes.clone(),
         ),
-    ])
+    ];
+    if let Some(samod) = samod {
+        let sizes = json!({
+            "docs": count,
+            "items_per_doc": items,
+            "saved_bytes": saved,
+            "samod_docs": samod_docs,
+            "samod_tcp_bytes": samod.tcp_bytes,
+            "samod_flush_secs": samod.flush_secs,
+        });
+        rows.extend([
+            Row::new(
+                "initial_sync",
+                "wall time to a durable replica",
+                secs,
+                samod.secs,
+                "s",
+                SAMOD,
+                sizes.clone(),
+            ),
+            Row::new(
+                "initial_sync",
+                "bytes on the wire",
+                ours.bytes,
+                samod.bytes,
+                "B",
+                SAMOD,
+                sizes.clone(),
+            ),
+            Row::new(
+                "initial_sync",
+                "frames (round trips ~ frames/2)",
+                ours.frames,
+                samod.messages,
+                "frames",
+                SAMOD,
+                sizes,
+            ),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// Reconnect with `count` documents on both sides and nothing changed.
@@ -122,8 +179,14 @@ pub async fn idle_reconnect(count: usize) -> Result<Vec<Row>> {
     let mut client_docs = server_docs.clone();
     let addr = naive::serve(server_docs).await?;
     let cost = naive::sync_all(addr, &mut client_docs).await?;
+    let samod_docs = count.min(samod_baseline::MAX_DOCS);
+    let saved: Vec<Vec<u8>> = docs[..samod_docs].iter().map(|(_, d)| d.save()).collect();
+    let samod = samod_or_report(
+        samod_baseline::idle_reconnect(&saved).await,
+        "idle_reconnect",
+    );
     let sizes = json!({ "docs": count, "baseline_docs_preloaded": true });
-    Ok(vec![
+    let mut rows = vec![
         Row::new(
             "idle_reconnect",
             "bytes on the wire",
@@ -151,13 +214,59 @@ pub async fn idle_reconnect(count: usize) -> Result<Vec<Row>> {
             NAIVE,
             sizes,
         ),
-    ])
+    ];
+    if let Some(samod) = samod {
+        let sizes = json!({
+            "docs": count,
+            "samod_docs": samod_docs,
+            "samod_tcp_bytes": samod.tcp_bytes,
+        });
+        rows.extend([
+            Row::new(
+                "idle_reconnect",
+                "bytes on the wire",
+                ours.bytes,
+                samod.bytes,
+                "B",
+                SAMOD,
+                sizes.clone(),
+            ),
+            Row::new(
+                "idle_reconnect",
+                "frames",
+                ours.frames,
+                samod.messages,
+                "frames",
+                SAMOD,
+                sizes.clone(),
+            ),
+            Row::new(
+                "idle_reconnect",
+                "wall time",
+                secs,
+                samod.secs,
+                "s",
+                SAMOD,
+                sizes,
+            ),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// Reconnect of a reader after a writer made `k` edits over `m` documents, for each k.
 pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
     let docs = docs(count, 20)?;
+    let samod_docs = count.min(samod_baseline::MAX_DOCS);
+    let saved: Vec<Vec<u8>> = docs[..samod_docs].iter().map(|(_, d)| d.save()).collect();
+    // Only the rounds whose changed documents fit in samod's share compare like for like.
+    let samod_ks: Vec<usize> = ks.iter().copied().filter(|k| *k <= samod_docs).collect();
+    // Run first so its rows can sit next to ours; it edits its own copies of the documents.
+    let samod = samod_or_report(
+        samod_baseline::reconnect_after_edits(&saved, &samod_ks).await,
+        "reconnect_after_edits",
+    );
     let ids: Vec<DocId> = docs.iter().map(|(id, _)| *id).collect();
     let relay_dir = scratch.path("relay");
     relay_with(&relay_dir, &docs)?;
@@ -204,6 +313,24 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
             "size of the changes + 64 B per changed doc",
             json!({ "docs": count, "k": k, "m": m, "change_bytes": change_bytes }),
         ));
+        let samod_round = samod_ks.iter().position(|x| *x == k);
+        if let Some(cost) = samod.as_ref().zip(samod_round).and_then(|(s, i)| s.get(i)) {
+            rows.push(Row::new(
+                "reconnect_after_edits",
+                format!("bytes, k={k} m={m}"),
+                ours.bytes,
+                cost.bytes,
+                "B",
+                SAMOD,
+                json!({
+                    "docs": count, "k": k, "m": m,
+                    "samod_docs": samod_docs,
+                    "samod_messages": cost.messages,
+                    "samod_secs": cost.secs,
+                    "samod_tcp_bytes": cost.tcp_bytes,
+                }),
+            ));
+        }
     }
     relay.stop().await;
     Ok(rows)
