@@ -7,7 +7,7 @@ use ficha_core::ids::actor_for;
 use ficha_core::mem::MemRelayStore;
 use ficha_core::relay::{IngestDoc, RelayStore};
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
-use ficha_relay::store::{RedbRelayStore, restore};
+use ficha_relay::store::{KEEP_RECENT_ENTRIES, RedbRelayStore, restore};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -173,4 +173,55 @@ fn compaction_keeps_every_checkpoint_valid() {
         assert_eq!(&h, heads);
     }
     assert_eq!(redb.compact(1000).expect("again"), 0);
+}
+
+#[test]
+fn after_compaction_a_recent_reader_still_downloads_only_recent_changes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
+    let acme = Company::new("acme").expect("c");
+    let doc = DocId([1; 16]);
+    let mut d = AutoCommit::new().with_actor(actor_for(ReplicaId([1; 16]), 1));
+    let mut edit = |n: i64| {
+        d.put(ROOT, "visit", n).expect("put");
+        d.commit();
+        vec![IngestDoc {
+            doc,
+            company: acme.clone(),
+            changes: vec![d.get_last_local_change().expect("change").clone()],
+        }]
+    };
+    // A history uploaded at once, then edits one at a time, compacting as the server does.
+    let first: Vec<IngestDoc> = (0..20).flat_map(&mut edit).collect();
+    let merged = IngestDoc {
+        doc,
+        company: acme.clone(),
+        changes: first.into_iter().flat_map(|i| i.changes).collect(),
+    };
+    redb.ingest(ReplicaId([1; 16]), vec![merged])
+        .expect("history");
+    for n in 0..10 {
+        redb.ingest(ReplicaId([1; 16]), edit(100 + n))
+            .expect("edit");
+        let before = redb.read_feed(&acme, 0, usize::MAX).expect("feed");
+        redb.compact(1000).expect("compact");
+        let after = redb.read_feed(&acme, 0, usize::MAX).expect("feed");
+        // The newest entries (past the first, which holds a history from its start) are
+        // untouched: a replica that synced before them gets exactly those changes, never the
+        // whole document again.
+        let recent = (before.len() - 1).min(KEEP_RECENT_ENTRIES);
+        assert_eq!(
+            after[after.len() - recent..],
+            before[before.len() - recent..],
+            "after edit {n}"
+        );
+        assert!(
+            after.len() <= KEEP_RECENT_ENTRIES + 1,
+            "older entries are folded"
+        );
+        assert!(
+            ficha_core::change::is_saved_document(&after[0].changes),
+            "the oldest entry is a saved document"
+        );
+    }
 }

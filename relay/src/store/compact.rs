@@ -8,15 +8,22 @@ use ficha_core::DocId;
 use super::schema::*;
 use super::{FeedRecord, RedbRelayStore, RelayStoreError, decode, encode};
 
+/// Entries per document left unfolded, so that a replica behind by a few edits of a document
+/// downloads those edits, not the whole document.
+pub const KEEP_RECENT_ENTRIES: usize = 4;
+
 impl RedbRelayStore {
-    /// Folds the feed entries of up to `max_docs` recently changed documents into one saved
-    /// Automerge document each; returns how many documents were compacted.
+    /// Folds the older feed entries of up to `max_docs` recently changed documents into one
+    /// saved Automerge document each; returns how many documents were compacted.
     ///
-    /// The folded bytes replace the document's *latest* entry and the earlier entries are
-    /// deleted, so every checkpoint stays valid: a replica whose checkpoint lies before any
-    /// deleted entry still receives the surviving entry, which contains everything. Runs off the
-    /// live path (the server calls it from a background task); it is the only relay code that
-    /// loads a whole document outside repair.
+    /// A document's last [`KEEP_RECENT_ENTRIES`] entries stay as they came, so a replica that
+    /// synced recently still downloads only the changes it lacks, not the whole document. The
+    /// entries before them are folded into the newest of those older entries, and the rest of
+    /// them deleted, so every checkpoint stays valid: a replica whose checkpoint lies before a
+    /// deleted entry receives the folded one, which contains everything up to it. A first entry
+    /// that is not yet a saved document (a history uploaded at once) is saved in place. Runs off
+    /// the live path (the server calls it from a background task); it is the only relay code
+    /// that loads a whole document outside repair.
     pub fn compact(&mut self, max_docs: usize) -> Result<usize, RelayStoreError> {
         let txn = self.db.begin_write()?;
         let mut done = 0;
@@ -40,11 +47,17 @@ impl RedbRelayStore {
                     .range((&id, 0)..=(&id, u64::MAX))?
                     .map(|i| i.map(|(k, _)| k.value().1))
                     .collect::<Result<_, _>>()?;
-                let Some(&last) = seqs.last() else { continue };
                 let c = rec.company.as_str();
+                let fold = seqs.len().saturating_sub(KEEP_RECENT_ENTRIES).max(1);
+                let Some(&last) = seqs.get(fold - 1) else {
+                    continue;
+                };
+                if fold == 1 && is_folded(&feed, c, last)? {
+                    continue;
+                }
                 let mut automerge = Automerge::new();
                 let mut origin = [0u8; 16];
-                for seq in &seqs {
+                for seq in &seqs[..fold] {
                     if let Some(v) = feed.get((c, *seq))? {
                         let fr: FeedRecord = decode(v.value(), "feed entry")?;
                         origin = fr.origin;
@@ -63,7 +76,7 @@ impl RedbRelayStore {
                     changes: automerge.save(),
                 };
                 feed.insert((c, last), encode(&folded).as_slice())?;
-                for seq in &seqs[..seqs.len() - 1] {
+                for seq in &seqs[..fold - 1] {
                     feed.remove((c, *seq))?;
                     entries_t.remove((&id, *seq))?;
                 }
@@ -73,4 +86,17 @@ impl RedbRelayStore {
         txn.commit()?;
         Ok(done)
     }
+}
+
+/// Whether the entry at `seq` already holds a saved document.
+fn is_folded(
+    feed: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    company: &str,
+    seq: u64,
+) -> Result<bool, RelayStoreError> {
+    let Some(v) = feed.get((company, seq))? else {
+        return Ok(false);
+    };
+    let record: FeedRecord = decode(v.value(), "feed entry")?;
+    Ok(ficha_core::change::is_saved_document(&record.changes))
 }

@@ -27,6 +27,7 @@ use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 
 use schema::*;
 
+pub use compact::KEEP_RECENT_ENTRIES;
 pub use schema::SCHEMA_VERSION;
 
 /// Database file name inside the relay's data directory.

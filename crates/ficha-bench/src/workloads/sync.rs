@@ -17,6 +17,8 @@ use crate::samod_baseline::{self, AGAINST as SAMOD};
 
 const FOREVER: Duration = Duration::from_secs(3600);
 const NAIVE: &str = "naive per-doc automerge sync";
+/// The relay's compaction period in `reconnect_after_edits`.
+const COMPACTED: Duration = Duration::from_millis(100);
 /// Documents parsed to measure the initial sync's floor.
 const FLOOR_SAMPLE: usize = 2_000;
 
@@ -270,7 +272,13 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
     let ids: Vec<DocId> = docs.iter().map(|(id, _)| *id).collect();
     let relay_dir = scratch.path("relay");
     relay_with(&relay_dir, &docs)?;
-    let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
+    // A reader reconnects long after the writer's edits, so the relay's background compaction
+    // has run by then; a short period lets the bench wait for it instead of for minutes.
+    let limits = ficha_relay::Limits {
+        compact_every: COMPACTED,
+        ..ficha_relay::Limits::default()
+    };
+    let relay = ficha_relay::spawn_with(&relay_dir, "127.0.0.1:0".parse()?, limits).await?;
     let writer = replica(&scratch.path("w"), &relay_dir, &relay.url(), "w")?;
     let reader = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
     sync_once(writer.clone(), FOREVER).await?;
@@ -300,6 +308,7 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
                     .sum()
             });
         sync_once(writer.clone(), FOREVER).await?;
+        tokio::time::sleep(COMPACTED * 5).await;
         let before = traffic(relay.addr).await?;
         sync_once(reader.clone(), FOREVER).await?;
         let ours = traffic(relay.addr).await? - before;
