@@ -31,6 +31,8 @@ use wire::{Counters, CountingDialer, Tally, proxy};
 
 /// How the baseline is named in the report.
 pub const AGAINST: &str = "samod 0.16.0 (automerge-repo)";
+/// The same, for figures scaled linearly from `samod_docs` documents to ours.
+pub const AGAINST_SCALED: &str = "samod 0.16.0 (automerge-repo), scaled linearly from samod_docs";
 
 /// Silence that ends a measurement once every document is synced: samod has no timers of its
 /// own (no keepalive), so anything later than this would be an answer to nothing.

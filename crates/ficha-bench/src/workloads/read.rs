@@ -102,44 +102,28 @@ pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
     }
     let base_med = median(&mut baseline);
     let sz = json!({ "changes": changes_count, "chunks_after_compaction": chunks });
-    Ok(vec![
-        Row::new(
-            "long_history",
-            "median load (compacted store)",
-            median(&mut ours),
-            base_med,
-            "ms",
-            "same state saved as one change",
-            sz.clone(),
-        ),
-        Row::new(
-            "long_history",
+    Ok([
+        ("median load (compacted store)", median(&mut ours)),
+        (
             "floor: Automerge load of the history saved whole",
             median(&mut floor),
+        ),
+        ("median read, document still in memory", median(&mut warm)),
+        ("median load (uncompacted history)", median(&mut raw)),
+    ]
+    .into_iter()
+    .map(|(metric, ms)| {
+        Row::new(
+            "long_history",
+            metric,
+            ms,
             base_med,
             "ms",
             "same state saved as one change",
             sz.clone(),
-        ),
-        Row::new(
-            "long_history",
-            "median read, document still in memory",
-            median(&mut warm),
-            base_med,
-            "ms",
-            "same state saved as one change",
-            sz.clone(),
-        ),
-        Row::new(
-            "long_history",
-            "median load (uncompacted history)",
-            median(&mut raw),
-            base_med,
-            "ms",
-            "same state saved as one change",
-            sz,
-        ),
-    ])
+        )
+    })
+    .collect())
 }
 
 fn matches(name: &str, needle: &str) -> bool {
