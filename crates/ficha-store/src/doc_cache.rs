@@ -46,15 +46,9 @@ impl DocCache {
         (warm.heads == heads).then(|| warm.doc.document().clone())
     }
 
-    /// Keeps a document that is now durably stored at `heads`.
-    pub(crate) fn put(&self, doc: DocId, heads: Vec<[u8; 32]>, doc_state: AutoCommit) {
-        self.lock().put(
-            doc,
-            Warm {
-                heads,
-                doc: doc_state,
-            },
-        );
+    /// Keeps a document that is now durably stored at its `heads`.
+    pub(crate) fn put(&self, doc: DocId, warm: Warm) {
+        self.lock().put(doc, warm);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<DocId, Warm>> {

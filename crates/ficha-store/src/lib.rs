@@ -223,7 +223,7 @@ impl Store {
     /// Caches a document whose write has committed.
     fn keep_warm(&self, touched: Touched) {
         if let Some((doc, warm)) = touched {
-            self.cache.put(doc, warm.heads, warm.doc);
+            self.cache.put(doc, warm);
         }
     }
 

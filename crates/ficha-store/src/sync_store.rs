@@ -13,17 +13,10 @@ use crate::doc_io::{DocMeta, DocTables};
 use crate::error::StoreError;
 use crate::identity::{EPOCH, REPAIRING, epoch_of};
 use crate::schema::{CHECKPOINTS, COMPANY_DOCS, DOCS, META, OUTBOX};
-use crate::{OutboxEntry, Store, Touched};
+use crate::{OutboxEntry, Store, Touched, optional};
 
 /// A borrowed store, handed to a sync session.
 pub struct SyncStore<'a>(pub &'a Store);
-
-fn missing_table<T: Default>(e: redb::TableError) -> Result<T, StoreError> {
-    match e {
-        redb::TableError::TableDoesNotExist(_) => Ok(T::default()),
-        e => Err(e.into()),
-    }
-}
 
 impl Store {
     /// Applies incoming bytes to one document inside `tables`; false if they were refused.
@@ -105,17 +98,17 @@ impl ReplicaStore for SyncStore<'_> {
         if !repairing {
             return Ok(false);
         }
-        match txn.open_table(CHECKPOINTS) {
-            Ok(t) => Ok(t.get(company.as_str())?.is_none()),
-            Err(e) => missing_table::<bool>(e).map(|_| true),
+        match optional(txn.open_table(CHECKPOINTS))? {
+            Some(t) => Ok(t.get(company.as_str())?.is_none()),
+            None => Ok(true),
         }
     }
 
     fn checkpoint(&self, company: &Company) -> Result<Seq, StoreError> {
         let txn = self.0.db.begin_read()?;
-        match txn.open_table(CHECKPOINTS) {
-            Ok(t) => Ok(t.get(company.as_str())?.map_or(0, |v| v.value())),
-            Err(e) => missing_table(e),
+        match optional(txn.open_table(CHECKPOINTS))? {
+            Some(t) => Ok(t.get(company.as_str())?.map_or(0, |v| v.value())),
+            None => Ok(0),
         }
     }
 
@@ -132,9 +125,8 @@ impl ReplicaStore for SyncStore<'_> {
         max_changes: usize,
     ) -> Result<Option<Upload>, StoreError> {
         let txn = self.0.db.begin_read()?;
-        let table = match txn.open_table(OUTBOX) {
-            Ok(t) => t,
-            Err(e) => return missing_table(e),
+        let Some(table) = optional(txn.open_table(OUTBOX))? else {
+            return Ok(None);
         };
         let mut docs: Vec<DocChanges> = Vec::new();
         let (mut bytes, mut count, mut upto) = (0usize, 0usize, None);
@@ -188,17 +180,19 @@ impl ReplicaStore for SyncStore<'_> {
                 .insert(page.company.as_str(), page.upto)?;
         }
         txn.commit()?;
-        for touched in warm {
-            self.0.keep_warm(Some(touched));
+        for (doc, warm) in warm {
+            self.0.cache.put(doc, warm);
         }
         Ok(())
     }
 
     fn doc_digests(&self, company: &Company) -> Result<DocDigests, StoreError> {
         let txn = self.0.db.begin_read()?;
-        let (index, docs) = match (txn.open_table(COMPANY_DOCS), txn.open_table(DOCS)) {
-            (Ok(i), Ok(d)) => (i, d),
-            (Err(e), _) | (_, Err(e)) => return missing_table(e),
+        let (Some(index), Some(docs)) = (
+            optional(txn.open_table(COMPANY_DOCS))?,
+            optional(txn.open_table(DOCS))?,
+        ) else {
+            return Ok(Vec::new());
         };
         let lo = (company.as_str(), &[0u8; 16]);
         let hi = (company.as_str(), &[0xffu8; 16]);
