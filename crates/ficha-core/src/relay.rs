@@ -357,19 +357,8 @@ impl<S: RelayStore> Relay<S> {
         }
         let docs = std::mem::take(&mut staged.docs);
         let mut produced = Vec::new();
-        let result = self
-            .session(conn)
-            .map(|s| s.replica)
-            .and_then(|replica| self.ingest(conn, replica, docs, &mut produced));
-        match result {
-            Ok(stored) => {
-                tracing::debug!(conn, upto = staged.upto, stored, "uploads stored together");
-                produced.push(Output::Send(
-                    conn,
-                    encode(&Frame::Ack { upto: staged.upto }),
-                ));
-            }
-            Err(refusal) => self.refuse(conn, refusal, &mut produced),
+        if let Err(refusal) = self.store_uploads(conn, staged.upto, docs, &mut produced) {
+            self.refuse(conn, refusal, &mut produced);
         }
         self.count_sent(&produced);
         out.extend(produced);
@@ -633,11 +622,22 @@ impl<S: RelayStore> Relay<S> {
         upload: Upload,
         out: &mut Vec<Output>,
     ) -> Result<(), Refusal> {
-        let replica = self.session(conn)?.replica;
         let upto = upload.upto;
         let docs = self.validate_upload(conn, upload)?;
+        self.store_uploads(conn, upto, docs, out)
+    }
+
+    /// Stores validated uploads in one transaction, then acknowledges everything up to `upto`.
+    fn store_uploads(
+        &mut self,
+        conn: ConnId,
+        upto: u64,
+        docs: Vec<IngestDoc>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Refusal> {
+        let replica = self.session(conn)?.replica;
         let stored = self.ingest(conn, replica, docs, out)?;
-        tracing::debug!(conn, upto, stored, "upload stored");
+        tracing::debug!(conn, upto, stored, "uploads stored");
         out.push(Output::Send(conn, encode(&Frame::Ack { upto })));
         Ok(())
     }
