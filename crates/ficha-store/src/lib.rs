@@ -13,15 +13,16 @@ mod doc_io;
 mod error;
 mod identity;
 mod index;
+mod journal;
 mod schema;
 mod sync_store;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::transaction::CommitOptions;
 use automerge::{ActorId, AutoCommit, Automerge};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use ficha_core::ids::actor_for;
@@ -32,10 +33,12 @@ pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
 pub use error::StoreError;
 pub use identity::Identity;
 pub use index::{IndexKeys, IndexReader};
+pub use journal::{CHECKPOINT_AFTER_RECORDS, JOURNAL_FILE};
 pub use sync_store::SyncStore;
 
 use doc_cache::{DocCache, Warm};
 use doc_io::{DocTables, StoredDoc};
+use journal::Journal;
 use schema::{CHUNKS, DOCS, OUTBOX, SNAPSHOTS, SUMMARIES};
 
 /// File name of the database inside a data directory.
@@ -57,10 +60,16 @@ pub struct Store {
     actor: ActorId,
     indexer: Arc<dyn Indexer>,
     cache: DocCache,
+    /// Held from the start of a local edit's transaction until it is durable, so emptying the
+    /// journal can never drop an edit redb has not made durable.
+    journal: Mutex<Journal>,
 }
 
 /// A document left materialised by a write, to be cached once the write is durable.
 type Touched = Option<(DocId, Warm)>;
+
+/// What a local edit wrote to the outbox: its position and the encoded entry.
+type Written = Option<(u64, Vec<u8>)>;
 
 /// redb's page cache for a replica. Its default (1 GiB) would let a replica's memory grow with
 /// every document it syncs; past this, reads fall back to the OS page cache.
@@ -116,6 +125,7 @@ impl Store {
         // A fresh actor suffix per opening: see `ficha_core::ids::actor_for`.
         let incarnation = uuid::Uuid::new_v4().as_u128() as u32;
         let actor = actor_for(identity.replica, incarnation);
+        let (journal, records) = Journal::open(dir)?;
         let store = Self {
             db,
             dir: dir.to_path_buf(),
@@ -123,7 +133,9 @@ impl Store {
             actor,
             indexer,
             cache: DocCache::new(),
+            journal: Mutex::new(journal),
         };
+        store.replay_journal(records)?;
         store.reindex_if_stale()?;
         Ok(store)
     }
@@ -183,31 +195,76 @@ impl Store {
         self.identity.replica
     }
 
-    /// Creates a document in `company` by running `f` on an empty one; one durable transaction.
+    /// Creates a document in `company` by running `f` on an empty one; durable when it returns.
     pub fn create_doc<T, E: std::fmt::Display>(
         &self,
         doc: DocId,
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
-        let (out, touched) = self.write_local(&txn, doc, Some(company), f)?;
-        txn.commit()?;
-        self.keep_warm(touched);
-        Ok(out)
+        self.local_edit(doc, Some(company), f)
     }
 
-    /// Edits an existing document by running `f` on it; one durable transaction.
+    /// Edits an existing document by running `f` on it; durable when it returns.
     pub fn edit_doc<T, E: std::fmt::Display>(
         &self,
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
-        let (out, touched) = self.write_local(&txn, doc, None, f)?;
-        txn.commit()?;
+        self.local_edit(doc, None, f)
+    }
+
+    /// One local edit in its own transaction, made durable by the journal (see
+    /// [`journal`](crate::journal)) or, every so many edits, by a durable commit.
+    fn local_edit<T, E: std::fmt::Display>(
+        &self,
+        doc: DocId,
+        create_in: Option<&Company>,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        let mut journal = self.journal_lock();
+        let mut txn = self.db.begin_write()?;
+        let (out, touched, written) = self.write_local(&txn, doc, create_in, f)?;
+        match written {
+            Some(_) if journal.wants_checkpoint() => {
+                txn.commit()?;
+                journal.reset()?;
+            }
+            Some((seq, entry)) => {
+                // Durable from here: a crash before redb's commit is repaired by the replay.
+                journal.append(seq, &entry)?;
+                txn.set_durability(Durability::None)
+                    .map_err(redb::Error::from)?;
+                txn.commit()?;
+            }
+            None => {
+                // Nothing changed: nothing to make durable.
+                txn.set_durability(Durability::None)
+                    .map_err(redb::Error::from)?;
+                txn.commit()?;
+            }
+        }
+        drop(journal);
         self.keep_warm(touched);
         Ok(out)
+    }
+
+    /// Makes every journaled edit durable in redb and empties the journal.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut journal = self.journal_lock();
+        if journal.is_empty() {
+            return Ok(());
+        }
+        self.db.begin_write()?.commit()?;
+        journal.reset()
+    }
+
+    fn journal_lock(&self) -> MutexGuard<'_, Journal> {
+        // A panic mid-append leaves the journal's length at its last whole record, where the
+        // next append writes: the journal stays usable.
+        self.journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a batch: many local edits in one transaction, durable together at
@@ -235,7 +292,7 @@ impl Store {
         doc_id: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<(T, Touched), StoreError> {
+    ) -> Result<(T, Touched, Written), StoreError> {
         let mut tables = DocTables::open(txn)?;
         let meta = tables.meta(&doc_id)?;
         let (mut doc, company) = match (&meta, create_in) {
@@ -269,7 +326,7 @@ impl Store {
                     },
                 )
             });
-            return Ok((result, touched));
+            return Ok((result, touched, None));
         }
         let change = last_change_bytes(&mut doc)
             .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
@@ -291,13 +348,19 @@ impl Store {
         let bytes = postcard::to_allocvec(&entry)
             .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
         outbox.insert(seq, bytes.as_slice())?;
-        Ok((result, Some((doc_id, Warm { heads, doc }))))
+        Ok((
+            result,
+            Some((doc_id, Warm { heads, doc })),
+            Some((seq, bytes)),
+        ))
     }
 
     /// Loads one document, or None if the replica does not hold it.
     pub fn read_doc(&self, doc: &DocId) -> Result<Option<Automerge>, StoreError> {
         let txn = self.db.begin_read()?;
-        let docs = txn.open_table(DOCS)?;
+        let Some(docs) = optional(txn.open_table(DOCS))? else {
+            return Ok(None);
+        };
         let Some(meta) = docs.get(doc.as_bytes())? else {
             return Ok(None);
         };
@@ -313,7 +376,9 @@ impl Store {
     /// A document's stored metadata (company, heads) without loading it.
     pub fn doc_meta(&self, doc: &DocId) -> Result<Option<DocMeta>, StoreError> {
         let txn = self.db.begin_read()?;
-        let docs = txn.open_table(DOCS)?;
+        let Some(docs) = optional(txn.open_table(DOCS))? else {
+            return Ok(None);
+        };
         docs.get(doc.as_bytes())?
             .map(|v| DocMeta::decode(v.value()))
             .transpose()
@@ -348,6 +413,15 @@ impl Store {
     /// Chunks a document has since its last snapshot (observability and tests).
     pub fn chunk_count(&self, doc: &DocId) -> Result<u32, StoreError> {
         Ok(self.doc_meta(doc)?.map_or(0, |m| m.chunks))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A clean close leaves nothing to replay.
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "could not checkpoint the edit journal on close; it will be replayed at the next open");
+        }
     }
 }
 

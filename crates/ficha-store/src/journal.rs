@@ -1,0 +1,219 @@
+//! The local edit journal: a local edit is durable once its change is appended here and
+//! fsynced; redb commits it without an fsync of its own.
+//!
+//! A durable redb commit writes every page a transaction dirtied in three B-trees (the document,
+//! its new chunk, the outbox) plus redb's own bookkeeping, scattered over the file, and each
+//! scattered page costs the disk more than the change itself. Appending the change to one file
+//! costs a single sequential write. redb's non-durable commits keep the store consistent
+//! (a crash rolls it back to its last durable commit), and the journal's records put back
+//! whatever the rollback dropped: re-applying an Automerge change a document already holds
+//! is a no-op, so replaying is safe however much of the journal was already in redb.
+//!
+//! Every [`CHECKPOINT_AFTER_RECORDS`] edits (and when the store closes) one local edit commits
+//! durably instead, which makes every earlier edit durable in redb, and the journal is emptied.
+//! Records are framed with their length and a blake3 checksum: a record torn by a crash was
+//! never acknowledged, and reading stops there.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use automerge::AutoCommit;
+use redb::ReadableTable;
+
+use crate::doc_io::DocTables;
+use crate::error::StoreError;
+use crate::schema::OUTBOX;
+use crate::{OutboxEntry, Store};
+
+/// File name of the journal inside a data directory.
+pub const JOURNAL_FILE: &str = "edits.journal";
+
+/// Journaled edits after which the next edit commits durably and empties the journal. Bounds
+/// both the replay after a crash and the memory redb holds for non-durable commits.
+pub const CHECKPOINT_AFTER_RECORDS: usize = 512;
+
+/// Length (4 bytes), checksum (8) and outbox position (8) before each record's payload.
+const HEADER: usize = 20;
+
+/// Largest payload a record may claim; anything larger is a torn or foreign tail.
+const MAX_RECORD: usize = 64 << 20;
+
+/// One journaled edit: its outbox position and the outbox entry it wrote.
+pub(crate) struct Record {
+    pub seq: u64,
+    pub entry: OutboxEntry,
+}
+
+/// The open journal file and how much of it holds whole records.
+pub(crate) struct Journal {
+    file: File,
+    /// Bytes of whole, fsynced records: the next record is written here, over anything a
+    /// failed append left behind.
+    good_len: u64,
+    records: usize,
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> [u8; 8] {
+    let mut h = blake3::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    out
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` and returns the whole records it holds, in the
+    /// order they were written. A torn tail is cut off.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Record>), StoreError> {
+        let path = dir.join(JOURNAL_FILE);
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        if created {
+            // The file's name must survive a crash as well as its bytes.
+            File::open(dir)?.sync_all()?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (records, good_len) = parse(&bytes)?;
+        if good_len < bytes.len() as u64 {
+            tracing::warn!(
+                kept = good_len,
+                dropped = bytes.len() as u64 - good_len,
+                "the edit journal ends with a torn record (an edit interrupted before it was acknowledged); dropping it"
+            );
+            file.set_len(good_len)?;
+            file.sync_data()?;
+        }
+        let journal = Self {
+            file,
+            good_len,
+            records: records.len(),
+        };
+        Ok((journal, records))
+    }
+
+    /// Whether the next edit should commit durably and empty the journal.
+    pub(crate) fn wants_checkpoint(&self) -> bool {
+        self.records >= CHECKPOINT_AFTER_RECORDS
+    }
+
+    /// Whether any record is waiting for a durable commit.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends one record and waits until it is on disk.
+    pub(crate) fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&l| (l as usize) <= MAX_RECORD)
+            .ok_or_else(|| StoreError::Corrupt(format!("edit of {} bytes", payload.len())))?;
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&checksum(seq, payload));
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(payload);
+        self.file.seek(SeekFrom::Start(self.good_len))?;
+        self.file.write_all(&record)?;
+        self.file.sync_data()?;
+        self.good_len += record.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Empties the journal once redb holds every record durably.
+    pub(crate) fn reset(&mut self) -> Result<(), StoreError> {
+        self.file.set_len(0)?;
+        self.file.sync_data()?;
+        self.good_len = 0;
+        self.records = 0;
+        Ok(())
+    }
+}
+
+/// The whole records at the start of `bytes`, and where they end.
+fn parse(bytes: &[u8]) -> Result<(Vec<Record>, u64), StoreError> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while let Some(head) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let check = &head[4..12];
+        let seq = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
+        let Some(payload) = bytes
+            .get(at + HEADER..at + HEADER + len)
+            .filter(|_| len <= MAX_RECORD)
+        else {
+            break;
+        };
+        if checksum(seq, payload) != check {
+            break;
+        }
+        let entry: OutboxEntry = postcard::from_bytes(payload)
+            .map_err(|e| StoreError::Corrupt(format!("edit journal record {seq}: {e}")))?;
+        records.push(Record { seq, entry });
+        at += HEADER + len;
+    }
+    Ok((records, at as u64))
+}
+
+impl Store {
+    /// Puts back the journaled edits a crash rolled out of redb, in one durable transaction,
+    /// then empties the journal. Edits redb already holds are recognised and skipped.
+    pub(crate) fn replay_journal(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        let mut restored = 0usize;
+        {
+            let mut tables = DocTables::open(&txn)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for Record { seq, entry } in &records {
+                let meta = tables.meta(&entry.doc)?;
+                let mut doc = match &meta {
+                    Some(_) => tables.load(&entry.doc)?,
+                    None => AutoCommit::new(),
+                };
+                let before = doc.get_heads();
+                doc.load_incremental(&entry.change)
+                    .map_err(|e| StoreError::Document {
+                        doc: entry.doc,
+                        message: format!("journaled edit does not load: {e}"),
+                    })?;
+                if meta.is_some() && doc.get_heads() == before {
+                    // redb kept this edit: the durable commit after it covered it.
+                    continue;
+                }
+                tables.append(
+                    &entry.doc,
+                    &entry.company,
+                    meta,
+                    &entry.change,
+                    doc.document(),
+                    self.indexer.as_ref(),
+                )?;
+                // Lost with its edit, so never acknowledged: it still has to be sent.
+                if outbox.get(seq)?.is_none() {
+                    let bytes = postcard::to_allocvec(entry)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+                    outbox.insert(seq, bytes.as_slice())?;
+                }
+                restored += 1;
+            }
+        }
+        txn.commit()?;
+        tracing::info!(
+            journaled = records.len(),
+            restored,
+            "replayed the edit journal after an unclean shutdown"
+        );
+        self.journal_lock().reset()
+    }
+}
