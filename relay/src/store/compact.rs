@@ -37,6 +37,7 @@ impl RedbRelayStore {
                 .take(max_docs)
                 .map(|i| i.map(|(k, _)| *k.value()))
                 .collect::<Result<_, _>>()?;
+            let mut plans = Vec::new();
             for id in batch {
                 dirty.remove(&id)?;
                 let doc = DocId(id);
@@ -55,30 +56,40 @@ impl RedbRelayStore {
                 if fold == 1 && is_folded(&feed, c, last)? {
                     continue;
                 }
-                let mut automerge = Automerge::new();
-                let mut origin = [0u8; 16];
-                for seq in &seqs[..fold] {
-                    if let Some(v) = feed.get((c, *seq))? {
+                let mut plan = Plan {
+                    id,
+                    company: rec.company,
+                    folded: seqs[..fold].to_vec(),
+                    origin: [0u8; 16],
+                    parts: Vec::with_capacity(fold),
+                };
+                for seq in &plan.folded {
+                    if let Some(v) = feed.get((plan.company.as_str(), *seq))? {
                         let fr: FeedRecord = decode(v.value(), "feed entry")?;
-                        origin = fr.origin;
-                        automerge.load_incremental(&fr.changes).map_err(|e| {
-                            RelayStoreError::Corrupt(format!("document {doc}: {e}"))
-                        })?;
+                        plan.origin = fr.origin;
+                        plan.parts.push(fr.changes);
                     }
                 }
-                if !automerge.get_missing_deps(&[]).is_empty() {
-                    // Changes still waiting for their history: fold them once it arrives.
+                plans.push(plan);
+            }
+            for (plan, saved) in plans.iter().zip(fold_all(&plans)?) {
+                // None: changes still waiting for their history; fold them once it arrives.
+                let Some(saved) = saved else {
                     continue;
-                }
+                };
+                let c = plan.company.as_str();
+                let Some((&last, older)) = plan.folded.split_last() else {
+                    continue;
+                };
                 let folded = FeedRecord {
-                    doc: id,
-                    origin,
-                    changes: automerge.save(),
+                    doc: plan.id,
+                    origin: plan.origin,
+                    changes: saved,
                 };
                 feed.insert((c, last), encode(&folded).as_slice())?;
-                for seq in &seqs[..fold - 1] {
+                for seq in older {
                     feed.remove((c, *seq))?;
-                    entries_t.remove((&id, *seq))?;
+                    entries_t.remove((&plan.id, *seq))?;
                 }
                 done += 1;
             }
@@ -86,6 +97,52 @@ impl RedbRelayStore {
         txn.commit()?;
         Ok(done)
     }
+}
+
+/// One document's entries to fold, read before any Automerge work starts.
+struct Plan {
+    id: [u8; 16],
+    company: String,
+    /// Feed positions folded, oldest first; the fold is written at the last.
+    folded: Vec<u64>,
+    origin: [u8; 16],
+    parts: Vec<Vec<u8>>,
+}
+
+/// Folds every plan's parts into one saved document each, in order, on every core: loading a
+/// history is the whole cost of compaction, documents are independent, and the relay waits for
+/// the batch. A failure fails the whole batch, which then changes nothing.
+fn fold_all(plans: &[Plan]) -> Result<Vec<Option<Vec<u8>>>, RelayStoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = plans.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(fold).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(plans.len());
+        for handle in handles {
+            let folded = handle
+                .join()
+                .map_err(|_| RelayStoreError::Corrupt("a compaction thread panicked".into()))??;
+            out.extend(folded);
+        }
+        Ok(out)
+    })
+}
+
+/// One document's entries as one saved document; None while some history is missing.
+fn fold(plan: &Plan) -> Result<Option<Vec<u8>>, RelayStoreError> {
+    let mut automerge = Automerge::new();
+    for part in &plan.parts {
+        automerge
+            .load_incremental(part)
+            .map_err(|e| RelayStoreError::Corrupt(format!("document {}: {e}", DocId(plan.id))))?;
+    }
+    if !automerge.get_missing_deps(&[]).is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(automerge.save()))
 }
 
 /// Whether the entry at `seq` already holds a saved document.
