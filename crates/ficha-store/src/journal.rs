@@ -17,6 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 use automerge::AutoCommit;
 use redb::ReadableTable;
@@ -51,7 +52,52 @@ pub(crate) struct Journal {
     /// Bytes of whole, fsynced records: the next record is written here, over anything a
     /// failed append left behind.
     good_len: u64,
+    /// Where the last whole record starts, to take it back if its transaction fails.
+    last_start: u64,
     records: usize,
+    /// Length of a record written and being fsynced, not yet confirmed.
+    pending: Option<u64>,
+    syncer: Syncer,
+}
+
+/// A thread that fsyncs the journal on request, so the disk works while the edit's thread
+/// updates its tables: the edit waits only for whichever of the two takes longer.
+struct Syncer {
+    request: mpsc::Sender<()>,
+    done: mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl Syncer {
+    fn spawn(file: File) -> Result<Self, StoreError> {
+        let (request, requests) = mpsc::channel::<()>();
+        let (answer, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ficha-journal-sync".into())
+            .spawn(move || {
+                // Ends when the journal (and so the request sender) is dropped.
+                for () in requests {
+                    if answer.send(file.sync_data()).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self { request, done })
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.request
+            .send(())
+            .map_err(|_| StoreError::Corrupt("the journal's fsync thread is gone".into()))
+    }
+
+    fn wait(&self) -> Result<(), StoreError> {
+        match self.done.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Corrupt(
+                "the journal's fsync thread is gone".into(),
+            )),
+        }
+    }
 }
 
 fn checksum(seq: u64, payload: &[u8]) -> [u8; 8] {
@@ -91,10 +137,14 @@ impl Journal {
             file.set_len(good_len)?;
             file.sync_data()?;
         }
+        let syncer = Syncer::spawn(file.try_clone()?)?;
         let journal = Self {
             file,
             good_len,
+            last_start: good_len,
             records: records.len(),
+            pending: None,
+            syncer,
         };
         Ok((journal, records))
     }
@@ -109,8 +159,9 @@ impl Journal {
         self.records == 0
     }
 
-    /// Appends one record and waits until it is on disk.
-    pub(crate) fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+    /// Writes one record and starts its fsync; [`Journal::finish`] waits for it.
+    pub(crate) fn begin(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.abandon()?;
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| (l as usize) <= MAX_RECORD)
@@ -121,19 +172,61 @@ impl Journal {
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
         self.file.seek(SeekFrom::Start(self.good_len))?;
-        self.file.write_all(&record)?;
-        self.file.sync_data()?;
-        self.good_len += record.len() as u64;
+        if let Err(e) = self.file.write_all(&record) {
+            self.cut(self.good_len)?;
+            return Err(e.into());
+        }
+        self.syncer.sync()?;
+        self.pending = Some(record.len() as u64);
+        Ok(())
+    }
+
+    /// Waits until the record [`Journal::begin`] wrote is on disk: the edit is durable.
+    pub(crate) fn finish(&mut self) -> Result<(), StoreError> {
+        let Some(len) = self.pending.take() else {
+            return Err(StoreError::Corrupt("no journal record to finish".into()));
+        };
+        if let Err(e) = self.syncer.wait() {
+            self.cut(self.good_len)?;
+            return Err(e);
+        }
+        self.last_start = self.good_len;
+        self.good_len += len;
         self.records += 1;
         Ok(())
     }
 
+    /// Drops a record begun for an edit that failed before it was finished.
+    pub(crate) fn abandon(&mut self) -> Result<(), StoreError> {
+        if self.pending.take().is_some() {
+            // Its fsync was requested: collect the answer, whatever it is, before cutting.
+            let _ = self.syncer.wait();
+            self.cut(self.good_len)?;
+        }
+        Ok(())
+    }
+
+    /// Takes back the last finished record, whose transaction redb then refused.
+    pub(crate) fn retract(&mut self) -> Result<(), StoreError> {
+        self.good_len = self.last_start;
+        self.records = self.records.saturating_sub(1);
+        self.cut(self.good_len)
+    }
+
     /// Empties the journal once redb holds every record durably.
     pub(crate) fn reset(&mut self) -> Result<(), StoreError> {
-        self.file.set_len(0)?;
-        self.file.sync_data()?;
+        self.abandon()?;
+        self.cut(0)?;
         self.good_len = 0;
+        self.last_start = 0;
         self.records = 0;
+        Ok(())
+    }
+
+    /// Truncates the file to `len` and waits until that is on disk.
+    fn cut(&mut self, len: u64) -> Result<(), StoreError> {
+        self.file.set_len(len)?;
+        self.file.sync_data()?;
         Ok(())
     }
 }

@@ -68,9 +68,6 @@ pub struct Store {
 /// A document left materialised by a write, to be cached once the write is durable.
 type Touched = Option<(DocId, Warm)>;
 
-/// What a local edit wrote to the outbox: its position and the encoded entry.
-type Written = Option<(u64, Vec<u8>)>;
-
 /// redb's page cache for a replica. Its default (1 GiB) would let a replica's memory grow with
 /// every document it syncs; past this, reads fall back to the OS page cache.
 pub const CACHE_BYTES: usize = 32 << 20;
@@ -224,25 +221,38 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut journal = self.journal_lock();
         let mut txn = self.db.begin_write()?;
-        let (out, touched, written) = self.write_local(&txn, doc, create_in, f)?;
-        match written {
-            Some(_) if journal.wants_checkpoint() => {
-                txn.commit()?;
-                journal.reset()?;
+        let journaled = !journal.wants_checkpoint();
+        let written = self.write_local(&txn, doc, create_in, f, journaled.then_some(&mut *journal));
+        let (out, touched, changed) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // The transaction is dropped: its record must not be replayed either.
+                journal.abandon()?;
+                return Err(e);
             }
-            Some((seq, entry)) => {
-                // Durable from here: a crash before redb's commit is repaired by the replay.
-                journal.append(seq, &entry)?;
+        };
+        if !changed || journaled {
+            // Durable from the journal's fsync on: a crash before redb's commit is repaired by
+            // the replay. With nothing changed there is nothing to make durable.
+            if changed {
+                journal.finish()?;
+            }
+            let committed = (move || -> Result<(), StoreError> {
                 txn.set_durability(Durability::None)
                     .map_err(redb::Error::from)?;
                 txn.commit()?;
+                Ok(())
+            })();
+            if let Err(e) = committed {
+                // Refused: the journal must not bring the edit back at the next open.
+                if changed {
+                    journal.retract()?;
+                }
+                return Err(e);
             }
-            None => {
-                // Nothing changed: nothing to make durable.
-                txn.set_durability(Durability::None)
-                    .map_err(redb::Error::from)?;
-                txn.commit()?;
-            }
+        } else {
+            txn.commit()?;
+            journal.reset()?;
         }
         drop(journal);
         self.keep_warm(touched);
@@ -292,7 +302,8 @@ impl Store {
         doc_id: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<(T, Touched, Written), StoreError> {
+        journal: Option<&mut Journal>,
+    ) -> Result<(T, Touched, bool), StoreError> {
         let mut tables = DocTables::open(txn)?;
         let meta = tables.meta(&doc_id)?;
         let (mut doc, company) = match (&meta, create_in) {
@@ -326,18 +337,10 @@ impl Store {
                     },
                 )
             });
-            return Ok((result, touched, None));
+            return Ok((result, touched, false));
         }
         let change = last_change_bytes(&mut doc)
             .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
-        let heads = tables.append(
-            &doc_id,
-            &company,
-            meta,
-            &change,
-            doc.document(),
-            self.indexer.as_ref(),
-        )?;
         let mut outbox = txn.open_table(OUTBOX)?;
         let seq = identity::next_outbox_seq(txn, &outbox)?;
         let entry = OutboxEntry {
@@ -347,12 +350,20 @@ impl Store {
         };
         let bytes = postcard::to_allocvec(&entry)
             .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+        if let Some(journal) = journal {
+            // The disk works on the record while this thread updates the tables.
+            journal.begin(seq, &bytes)?;
+        }
+        let heads = tables.append(
+            &doc_id,
+            &entry.company,
+            meta,
+            &entry.change,
+            doc.document(),
+            self.indexer.as_ref(),
+        )?;
         outbox.insert(seq, bytes.as_slice())?;
-        Ok((
-            result,
-            Some((doc_id, Warm { heads, doc })),
-            Some((seq, bytes)),
-        ))
+        Ok((result, Some((doc_id, Warm { heads, doc })), true))
     }
 
     /// Loads one document, or None if the replica does not hold it.
@@ -446,7 +457,10 @@ impl Batch<'_> {
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        Ok(self.store.write_local(&self.txn, doc, Some(company), f)?.0)
+        Ok(self
+            .store
+            .write_local(&self.txn, doc, Some(company), f, None)?
+            .0)
     }
 
     /// Edits a document, as [`Store::edit_doc`], inside the batch.
@@ -455,7 +469,7 @@ impl Batch<'_> {
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<T, StoreError> {
-        Ok(self.store.write_local(&self.txn, doc, None, f)?.0)
+        Ok(self.store.write_local(&self.txn, doc, None, f, None)?.0)
     }
 
     /// Makes every edit of the batch durable at once.
