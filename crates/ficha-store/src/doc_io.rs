@@ -189,6 +189,22 @@ impl<'t> DocTables<'t> {
         after: &Automerge,
         indexer: &dyn Indexer,
     ) -> Result<Vec<[u8; 32]>, StoreError> {
+        let first = meta.as_ref().is_none_or(|m| m.next_chunk == 0)
+            && self.snapshots.get(doc.as_bytes())?.is_none();
+        let chunks = meta.as_ref().map_or(0, |m| m.chunks);
+        let derived = Derived::of(after, bytes, first, chunks, indexer);
+        self.write(doc, company, meta, bytes, derived)
+    }
+
+    /// Stores `bytes` and what was derived from the document after them; returns its heads.
+    pub(crate) fn write(
+        &mut self,
+        doc: &DocId,
+        company: &Company,
+        meta: Option<DocMeta>,
+        bytes: &[u8],
+        derived: Derived,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut meta = match meta {
             Some(m) => m,
             None => {
@@ -202,24 +218,10 @@ impl<'t> DocTables<'t> {
                 }
             }
         };
-        meta.heads = after.get_heads().iter().map(|h| h.0).collect();
-        meta.heads.sort();
-        let complete = after.get_missing_deps(&[]).is_empty();
-        let first = meta.next_chunk == 0 && self.snapshots.get(doc.as_bytes())?.is_none();
-        // A document arriving whole with a long history (initial sync) is stored as a snapshot
-        // at once: loading a saved document is far cheaper than replaying many changes. A small
-        // first arrival (a new client's one change) replays as fast as it would load, and saving
-        // it would cost more than the rest of its write.
-        let whole = first && bytes.len() > SMALL_FIRST_ARRIVAL;
-        if complete && (whole || meta.chunks + 1 >= COMPACT_AFTER_CHUNKS) {
+        meta.heads = derived.heads;
+        if let Some(snapshot) = derived.snapshot {
             // One transaction replaces the snapshot and drops the chunks: a crash leaves either
             // the old snapshot with its chunks or the new snapshot alone, never a gap.
-            // A saved document from a compacted feed is already a snapshot: keep it as is.
-            let snapshot = if first && ficha_core::change::is_saved_document(bytes) {
-                bytes.to_vec()
-            } else {
-                after.save()
-            };
             self.snapshots.insert(doc.as_bytes(), snapshot.as_slice())?;
             self.chunks
                 .retain_in((doc.as_bytes(), 0)..=(doc.as_bytes(), u32::MAX), |_, _| {
@@ -233,7 +235,7 @@ impl<'t> DocTables<'t> {
             meta.chunks += 1;
         }
         self.docs.insert(doc.as_bytes(), meta.encode().as_slice())?;
-        if let Some((summary, keys)) = indexer.summarize_with_keys(after) {
+        if let Some((summary, keys)) = derived.summary {
             // Most edits (a note, an appointment) leave the summary as it was; rewriting it
             // would dirty its table and the index's for nothing, and each costs pages at commit.
             let same = self
@@ -248,5 +250,59 @@ impl<'t> DocTables<'t> {
             }
         }
         Ok(meta.heads)
+    }
+}
+
+/// What a write stores about a document besides its new bytes, computed from the document
+/// after them. Pure: computed on any thread, written inside the transaction.
+pub(crate) struct Derived {
+    heads: Vec<[u8; 32]>,
+    /// A new snapshot replacing the snapshot and chunks, or None to store the bytes as a chunk.
+    snapshot: Option<Vec<u8>>,
+    summary: Option<(Vec<u8>, Option<IndexKeys>)>,
+}
+
+impl Derived {
+    /// `first`: nothing of the document is stored yet; `chunks`: chunks stored since its
+    /// snapshot.
+    pub(crate) fn of(
+        after: &Automerge,
+        bytes: &[u8],
+        first: bool,
+        chunks: u32,
+        indexer: &dyn Indexer,
+    ) -> Self {
+        let mut heads: Vec<[u8; 32]> = after.get_heads().iter().map(|h| h.0).collect();
+        heads.sort();
+        let complete = after.get_missing_deps(&[]).is_empty();
+        // A document arriving whole with a long history (initial sync) is stored as a snapshot
+        // at once: loading a saved document is far cheaper than replaying many changes. A small
+        // first arrival (a new client's one change) replays as fast as it would load, and saving
+        // it would cost more than the rest of its write.
+        let whole = first && bytes.len() > SMALL_FIRST_ARRIVAL;
+        let snapshot = (complete && (whole || chunks + 1 >= COMPACT_AFTER_CHUNKS)).then(|| {
+            // A saved document from a compacted feed is already a snapshot: keep it as is.
+            if first && ficha_core::change::is_saved_document(bytes) {
+                bytes.to_vec()
+            } else {
+                after.save()
+            }
+        });
+        Self {
+            heads,
+            snapshot,
+            summary: indexer.summarize_with_keys(after),
+        }
+    }
+
+    /// A document this replica does not hold yet, from the first bytes it received; None if
+    /// Automerge refuses them.
+    pub(crate) fn fresh(doc: &DocId, bytes: &[u8], indexer: &dyn Indexer) -> Option<Self> {
+        let mut after = Automerge::new();
+        if let Err(e) = after.load_incremental(bytes) {
+            tracing::warn!(doc = %doc, error = %e, "ignoring changes that do not load");
+            return None;
+        }
+        Some(Self::of(&after, bytes, true, 0, indexer))
     }
 }

@@ -1,15 +1,17 @@
 //! The store as the sync core sees it: [`ficha_core::replica::ReplicaStore`].
 
+use std::collections::HashMap;
+
 use automerge::{AutoCommit, Automerge, Change};
 use redb::{ReadableDatabase, ReadableTable};
 
 use ficha_core::digest::{DocDigests, heads_digest};
-use ficha_core::frame::{ByteBuf, DocChanges, FeedPage, Upload};
+use ficha_core::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, Upload};
 use ficha_core::replica::ReplicaStore;
 use ficha_core::{Company, DocId, RelayEpoch, Seq};
 
 use crate::doc_cache::Warm;
-use crate::doc_io::{DocMeta, DocTables};
+use crate::doc_io::{Derived, DocMeta, DocTables};
 use crate::error::StoreError;
 use crate::identity::{EPOCH, REPAIRING, epoch_of};
 use crate::schema::{CHECKPOINTS, COMPANY_DOCS, DOCS, META, OUTBOX};
@@ -167,14 +169,34 @@ impl ReplicaStore for SyncStore<'_> {
         let mut warm = Vec::new();
         {
             let mut tables = DocTables::open(&txn)?;
-            for entry in page.entries.iter().filter(|e| !e.changes.is_empty()) {
-                let (_, touched) = self.0.merge_incoming(
-                    &mut tables,
-                    &page.company,
-                    &entry.doc,
-                    &entry.changes,
-                )?;
-                warm.extend(touched);
+            let entries: Vec<&FeedEntry> = page
+                .entries
+                .iter()
+                .filter(|e| !e.changes.is_empty())
+                .collect();
+            // Documents arriving for the first time (an initial sync) are parsed on every core;
+            // the page's other entries merge one by one, in order.
+            let mut per_doc: HashMap<DocId, usize> = HashMap::new();
+            for e in &entries {
+                *per_doc.entry(e.doc).or_default() += 1;
+            }
+            let mut fresh = Vec::new();
+            for e in &entries {
+                if per_doc.get(&e.doc) == Some(&1) && tables.meta(&e.doc)?.is_none() {
+                    fresh.push(*e);
+                } else {
+                    let (_, touched) =
+                        self.0
+                            .merge_incoming(&mut tables, &page.company, &e.doc, &e.changes)?;
+                    warm.extend(touched);
+                }
+            }
+            let indexer = self.0.indexer.as_ref();
+            let derived = parallel(&fresh, |e| Derived::fresh(&e.doc, &e.changes, indexer))?;
+            for (e, derived) in fresh.iter().zip(derived) {
+                if let Some(derived) = derived {
+                    tables.write(&e.doc, &page.company, None, &e.changes, derived)?;
+                }
             }
             txn.open_table(CHECKPOINTS)?
                 .insert(page.company.as_str(), page.upto)?;
@@ -231,4 +253,34 @@ impl ReplicaStore for SyncStore<'_> {
         self.0.keep_warm(touched);
         Ok(())
     }
+}
+
+/// Below this many items, threads cost more than they save.
+const PARALLEL_FROM: usize = 8;
+
+/// `f` over `items` on every core, results in order.
+fn parallel<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> U + Sync,
+) -> Result<Vec<U>, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if items.len() < PARALLEL_FROM || threads < 2 {
+        return Ok(items.iter().map(f).collect());
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for part in parts {
+            out.extend(
+                part.join()
+                    .map_err(|_| StoreError::Corrupt("a parsing thread panicked".into()))?,
+            );
+        }
+        Ok(out)
+    })
 }

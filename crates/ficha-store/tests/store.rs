@@ -232,3 +232,114 @@ fn a_late_acknowledgement_never_deletes_a_newer_change() {
         .expect("still pending");
     assert!(next.upto > first.upto, "{} after {}", next.upto, first.upto);
 }
+
+/// Documents arriving for the first time are parsed on every core; a page mixing them with a
+/// document named twice, a document already held and bytes Automerge refuses must land exactly
+/// as entries applied one by one would.
+#[test]
+fn a_page_of_new_documents_lands_whole_however_it_is_parsed() {
+    let change_bytes = |d: &mut AutoCommit| -> Vec<u8> {
+        d.get_last_local_change()
+            .expect("a change")
+            .raw_bytes()
+            .to_vec()
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let store = Store::open(dir.path(), Arc::new(CountKeys)).expect("open");
+    let mut sync = SyncStore(&store);
+    sync.set_epoch(RelayEpoch([1; 16]), false).expect("epoch");
+
+    // One document already held.
+    let held = DocId([200; 16]);
+    let mut held_doc = AutoCommit::new();
+    put(&mut held_doc, "a", 1).expect("put");
+    let first = change_bytes(&mut held_doc);
+    let page = |from: u64, entries: Vec<(DocId, Vec<u8>)>| FeedPage {
+        company: company(),
+        from,
+        upto: from + entries.len() as u64,
+        entries: entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (doc, changes))| FeedEntry {
+                seq: from + i as u64 + 1,
+                doc,
+                changes,
+            })
+            .collect(),
+    };
+    sync.apply_feed(&page(0, vec![(held, first)]))
+        .expect("first page");
+
+    let mut entries = Vec::new();
+    let mut fresh = Vec::new();
+    for n in 0..40u8 {
+        let mut d = AutoCommit::new();
+        put(&mut d, "n", i64::from(n)).expect("put");
+        if n % 5 == 0 {
+            // Large enough to be kept as a snapshot on arrival.
+            d.put(ROOT, "notes", "x".repeat(4096)).expect("put");
+        }
+        d.commit();
+        let id = DocId([n + 1; 16]);
+        entries.push((id, d.save()));
+        fresh.push((id, d));
+    }
+    // A new document named twice in the page, and a change to the held one.
+    let twice = DocId([100; 16]);
+    let mut twice_doc = AutoCommit::new();
+    put(&mut twice_doc, "a", 1).expect("put");
+    let one = change_bytes(&mut twice_doc);
+    put(&mut twice_doc, "b", 2).expect("put");
+    let two = change_bytes(&mut twice_doc);
+    put(&mut held_doc, "b", 2).expect("put");
+    let later = change_bytes(&mut held_doc);
+    entries.insert(7, (twice, one));
+    entries.insert(21, (held, later));
+    entries.push((twice, two));
+    let refused = DocId([150; 16]);
+    entries.insert(30, (refused, b"not an automerge change".to_vec()));
+    let upto = 1 + entries.len() as u64;
+    sync.apply_feed(&page(1, entries)).expect("second page");
+    let fresh: Vec<(DocId, Vec<[u8; 32]>)> = fresh
+        .iter_mut()
+        .map(|(id, d)| {
+            let mut heads: Vec<[u8; 32]> = d.get_heads().iter().map(|h| h.0).collect();
+            heads.sort();
+            (*id, heads)
+        })
+        .collect();
+
+    let check = |store: &Store| {
+        for (n, (id, want)) in fresh.iter().enumerate() {
+            let got = store.read_doc(id).expect("read").expect("stored");
+            assert_eq!(value(&got, "n"), Some(n as i64), "document {n}");
+            assert_eq!(
+                &store.doc_meta(id).expect("meta").expect("meta").heads,
+                want
+            );
+        }
+        for id in [twice, held] {
+            let got = store.read_doc(&id).expect("read").expect("stored");
+            assert_eq!((value(&got, "a"), value(&got, "b")), (Some(1), Some(2)));
+        }
+        assert!(store.read_doc(&refused).expect("read").is_none());
+        assert_eq!(store.doc_count().expect("count"), 42);
+        let summaries = store.summaries().expect("summaries");
+        assert_eq!(summaries.len(), 42);
+        for (id, summary) in summaries {
+            let keys = store
+                .read_doc(&id)
+                .expect("read")
+                .expect("doc")
+                .keys(ROOT)
+                .count();
+            assert_eq!(summary, vec![keys as u8], "summary of {id}");
+        }
+    };
+    check(&store);
+    assert_eq!(sync.checkpoint(&company()).expect("cp"), upto);
+    drop(store);
+    check(&Store::open(dir.path(), Arc::new(CountKeys)).expect("reopen"));
+}
