@@ -24,21 +24,24 @@ pub const AUTHOR: ReplicaId = ReplicaId([0xAA; 16]);
 /// Clients `first..first + count` with `items` items each, built on every core (building is
 /// most of a full-size run's time, and nothing of it is measured).
 pub fn clients(first: u64, count: usize, items: usize) -> Result<Vec<(DocId, Automerge)>> {
+    let numbers: Vec<u64> = (first..first + count as u64).collect();
+    par_map(&numbers, |&n| client(n, items))
+}
+
+/// `f` over `items` on every core, results in order.
+pub fn par_map<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U> + Sync,
+) -> Result<Vec<U>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = count.div_ceil(threads.max(1)).max(1);
+    let per = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let parts: Vec<_> = (0..count)
-            .step_by(per)
-            .map(|start| {
-                let end = (start + per).min(count);
-                scope.spawn(move || {
-                    (start..end)
-                        .map(|n| client(first + n as u64, items))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Result<Vec<_>>>()))
             .collect();
-        let mut all = Vec::with_capacity(count);
+        let mut all = Vec::with_capacity(items.len());
         for part in parts {
             let built = part
                 .join()
@@ -166,14 +169,13 @@ pub fn changes(doc: &Automerge) -> Vec<Change> {
 pub fn relay_with(dir: &Path, docs: &[(DocId, Automerge)]) -> Result<()> {
     let mut store = RedbRelayStore::open(dir)?;
     for chunk in docs.chunks(500) {
-        let batch = chunk
-            .iter()
-            .map(|(id, d)| IngestDoc {
+        let batch = par_map(chunk, |(id, d)| {
+            Ok(IngestDoc {
                 doc: *id,
                 company: company(),
                 changes: changes(d),
             })
-            .collect();
+        })?;
         store.ingest(AUTHOR, batch)?;
     }
     // The steady state a serving relay's background compaction reaches.
@@ -282,6 +284,59 @@ impl std::ops::Sub for Traffic {
         Traffic {
             frames: self.frames - o.frames,
             bytes: self.bytes - o.bytes,
+        }
+    }
+}
+
+/// The large set of stored clients that idle reconnect, query and memory all read, built once
+/// per run (building and syncing it is most of what those workloads would otherwise cost): the
+/// clients, a compacted relay database holding them, and a replica that synced them from it.
+pub struct Corpus {
+    _scratch: Scratch,
+    /// Every client, in memory (the baselines' side).
+    pub docs: Vec<(DocId, Automerge)>,
+    /// Items per client.
+    pub items: usize,
+    /// The relay database holding `docs`.
+    pub relay_dir: PathBuf,
+    /// A relay serving `relay_dir` until [`Corpus::stop_relay`].
+    pub relay: Option<ficha_relay::RunningRelay>,
+    /// A replica that synced every client from `relay`.
+    pub replica: Arc<Store>,
+}
+
+impl Corpus {
+    /// Builds `count` clients of `items` items, the relay and the synced replica.
+    pub async fn build(count: usize, items: usize) -> Result<Self> {
+        let scratch = Scratch::new()?;
+        let mut lap = std::time::Instant::now();
+        let docs = clients(0, count, items)?;
+        crate::report::phase("corpus", "build clients", &mut lap);
+        let relay_dir = scratch.path("relay");
+        relay_with(&relay_dir, &docs)?;
+        crate::report::phase("corpus", "fill and compact the relay", &mut lap);
+        let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
+        let replica = replica(&scratch.path("replica"), &relay_dir, &relay.url(), "corpus")?;
+        ficha_app::sync::sync_once(replica.clone(), std::time::Duration::from_secs(3600)).await?;
+        anyhow::ensure!(
+            replica.doc_count()? == count as u64,
+            "the corpus replica missed documents"
+        );
+        crate::report::phase("corpus", "sync the replica", &mut lap);
+        Ok(Self {
+            _scratch: scratch,
+            docs,
+            items,
+            relay_dir,
+            relay: Some(relay),
+            replica,
+        })
+    }
+
+    /// Stops the relay, releasing its database (for a workload that serves it elsewhere).
+    pub async fn stop_relay(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.stop().await;
         }
     }
 }

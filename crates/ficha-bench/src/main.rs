@@ -34,16 +34,15 @@ struct Sizes {
     ingest: usize,
     initial_docs: usize,
     initial_items: usize,
-    idle_docs: usize,
+    /// Clients of the corpus idle reconnect, query and memory share.
+    corpus_docs: usize,
+    corpus_items: usize,
     edit_docs: usize,
     ks: Vec<usize>,
     fanout_subscribers: usize,
     fanout_changes: usize,
     history: usize,
-    query_clients: usize,
     scan_sample: usize,
-    memory_docs: usize,
-    memory_items: usize,
     memory_sessions: usize,
 }
 
@@ -56,16 +55,14 @@ impl Sizes {
                 ingest: 1_000,
                 initial_docs: 1_000,
                 initial_items: 20,
-                idle_docs: 10_000,
+                corpus_docs: 10_000,
+                corpus_items: 2,
                 edit_docs: 1_000,
                 ks: vec![1, 100, 1_000],
                 fanout_subscribers: 20,
                 fanout_changes: 200,
                 history: 1_000,
-                query_clients: 10_000,
                 scan_sample: 2_000,
-                memory_docs: 4_000,
-                memory_items: 5,
                 memory_sessions: 200,
             }
         } else {
@@ -75,16 +72,14 @@ impl Sizes {
                 ingest: 5_000,
                 initial_docs: 10_000,
                 initial_items: 100,
-                idle_docs: 100_000,
+                corpus_docs: 100_000,
+                corpus_items: 2,
                 edit_docs: 10_000,
                 ks: vec![1, 100, 10_000],
                 fanout_subscribers: 100,
                 fanout_changes: 500,
                 history: 1_000,
-                query_clients: 100_000,
                 scan_sample: 5_000,
-                memory_docs: 100_000,
-                memory_items: 5,
                 memory_sessions: 200,
             }
         }
@@ -108,9 +103,20 @@ fn main() -> Result<()> {
             "workload", "metric", "ours", "baseline", "ratio", "unit"
         );
     }
-    let emit = |rows: Result<Vec<Row>>, name: &str| match rows {
-        Ok(rows) => rows.iter().for_each(|r| r.print(args.json)),
-        Err(e) => eprintln!("{name} failed: {e:#}"),
+    let started = std::time::Instant::now();
+    let lap = std::cell::Cell::new(started);
+    // Each workload's wall time, fixtures included, goes to stderr: the run has a budget.
+    let emit = |rows: Result<Vec<Row>>, name: &str| {
+        match rows {
+            Ok(rows) => rows.iter().for_each(|r| r.print(args.json)),
+            Err(e) => eprintln!("{name} failed: {e:#}"),
+        }
+        eprintln!(
+            "{name}: {:.1} s",
+            lap.replace(std::time::Instant::now())
+                .elapsed()
+                .as_secs_f64()
+        );
     };
     if wanted("local_edit") {
         emit(
@@ -127,9 +133,21 @@ fn main() -> Result<()> {
             "initial_sync",
         );
     }
-    if wanted("idle_reconnect") {
+    // Built once, before the first workload that reads it, and timed on its own line.
+    let mut corpus = None;
+    if ["idle_reconnect", "query", "memory"]
+        .iter()
+        .any(|w| wanted(w))
+    {
+        let built = rt.block_on(fixtures::Corpus::build(s.corpus_docs, s.corpus_items));
+        corpus = built
+            .inspect_err(|e| eprintln!("corpus failed: {e:#}"))
+            .ok();
+        emit(Ok(Vec::new()), "corpus");
+    }
+    if let Some(c) = corpus.as_ref().filter(|_| wanted("idle_reconnect")) {
         emit(
-            rt.block_on(workloads::sync::idle_reconnect(s.idle_docs)),
+            rt.block_on(workloads::sync::idle_reconnect(c)),
             "idle_reconnect",
         );
     }
@@ -151,21 +169,15 @@ fn main() -> Result<()> {
     if wanted("long_history") {
         emit(workloads::read::long_history(s.history), "long_history");
     }
-    if wanted("query") {
-        emit(
-            workloads::read::query(s.query_clients, s.scan_sample),
-            "query",
-        );
+    if let Some(c) = corpus.as_ref().filter(|_| wanted("query")) {
+        emit(workloads::read::query(c, s.scan_sample), "query");
     }
-    if wanted("memory") {
+    if let Some(c) = corpus.as_mut().filter(|_| wanted("memory")) {
         emit(
-            rt.block_on(workloads::memory::memory(
-                s.memory_docs,
-                s.memory_items,
-                s.memory_sessions,
-            )),
+            rt.block_on(workloads::memory::memory(c, s.memory_sessions)),
             "memory",
         );
     }
+    eprintln!("whole run: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

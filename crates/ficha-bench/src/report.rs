@@ -95,3 +95,13 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     let i = ((samples.len() - 1) as f64 * p).round() as usize;
     samples[i]
 }
+
+/// Reports on stderr how long a phase of a workload took since `since`, and restarts it: the
+/// full run has a time budget, and fixtures are most of it.
+pub fn phase(workload: &str, what: &str, since: &mut std::time::Instant) {
+    eprintln!(
+        "  {workload}: {what} {:.1} s",
+        since.elapsed().as_secs_f64()
+    );
+    *since = std::time::Instant::now();
+}

@@ -16,7 +16,7 @@ use ficha_core::ReplicaId;
 use ficha_core::frame::{DEFAULT_MAX_FRAME, Frame, Hello};
 use ficha_core::replica::ReplicaStore;
 
-use crate::fixtures::{Scratch, clients, company, relay_with, replica};
+use crate::fixtures::{Corpus, Scratch, company, relay_with, replica};
 use crate::report::Row;
 
 /// Hidden argument: serve the relay in `DIR` and print its port.
@@ -103,17 +103,14 @@ struct Measured {
     replica_peak: f64,
 }
 
-async fn measure(docs: usize, items: usize, sessions: usize) -> Result<Measured> {
+/// Measures a relay serving `relay_dir`, which holds `docs` documents.
+async fn measure(relay_dir: &Path, docs: usize, sessions: usize) -> Result<Measured> {
     let scratch = Scratch::new()?;
-    let relay_dir = scratch.path("relay");
-    let fixture = clients(0, docs, items)?;
-    relay_with(&relay_dir, &fixture)?;
-    drop(fixture);
-    let (relay, port) = spawn_relay(&relay_dir)?;
+    let (relay, port) = spawn_relay(relay_dir)?;
     let relay_pid = relay.0.id();
     let url = format!("ws://127.0.0.1:{port}/sync");
     let replica_dir = scratch.path("replica");
-    drop(replica(&replica_dir, &relay_dir, &url, "replica")?);
+    drop(replica(&replica_dir, relay_dir, &url, "replica")?);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let relay_idle = rss_mib(relay_pid).unwrap_or(f64::NAN);
 
@@ -156,7 +153,7 @@ async fn measure(docs: usize, items: usize, sessions: usize) -> Result<Measured>
     let mut open = Vec::new();
     for i in 0..sessions {
         let token = ficha_relay::issue_token(
-            &relay_dir,
+            relay_dir,
             &format!("s{i}"),
             &[company().as_str().into()],
             true,
@@ -197,11 +194,17 @@ async fn measure(docs: usize, items: usize, sessions: usize) -> Result<Measured>
     })
 }
 
-/// Relay and replica memory at `docs` documents against a quarter of them.
-pub async fn memory(docs: usize, items: usize, sessions: usize) -> Result<Vec<Row>> {
-    let small = measure(docs / 4, items, sessions).await?;
-    let large = measure(docs, items, sessions).await?;
-    let sizes = json!({ "docs": docs, "baseline_docs": docs / 4, "items_per_doc": items, "sessions": sessions });
+/// Relay and replica memory with every document of the corpus against a quarter of them.
+pub async fn memory(corpus: &mut Corpus, sessions: usize) -> Result<Vec<Row>> {
+    // The relay runs in a child process now, over the corpus's database.
+    corpus.stop_relay().await;
+    let docs = corpus.docs.len();
+    let scratch = Scratch::new()?;
+    let quarter = scratch.path("quarter");
+    relay_with(&quarter, &corpus.docs[..docs / 4])?;
+    let small = measure(&quarter, docs / 4, sessions).await?;
+    let large = measure(&corpus.relay_dir, docs, sessions).await?;
+    let sizes = json!({ "docs": docs, "baseline_docs": docs / 4, "items_per_doc": corpus.items, "sessions": sessions });
     const QUARTER: &str = "same measurement with a quarter of the documents";
     Ok(vec![
         Row::new(

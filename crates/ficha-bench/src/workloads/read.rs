@@ -11,7 +11,7 @@ use ficha_core::replica::ReplicaStore;
 use ficha_store::SyncStore;
 use serde_json::json;
 
-use crate::fixtures::{Scratch, changes, client, clients, company, local_replica, page};
+use crate::fixtures::{Corpus, Scratch, changes, client, company, local_replica};
 use crate::report::{Row, median};
 
 /// A client edited in `changes` separate changes, loaded from the store.
@@ -130,20 +130,11 @@ fn matches(name: &str, needle: &str) -> bool {
     name.to_lowercase().contains(needle)
 }
 
-/// Search by name over `count` clients: the summary table vs loading every document.
-pub fn query(count: usize, scan_sample: usize) -> Result<Vec<Row>> {
-    let scratch = Scratch::new()?;
-    let store = local_replica(&scratch, "r")?;
-    let mut sync = SyncStore(&store);
-    let mut ids: Vec<DocId> = Vec::new();
-    let mut seq = 0u64;
-    for start in (0..count).step_by(1000) {
-        let docs = clients(start as u64, (start + 1000).min(count) - start, 0)?;
-        ids.extend(docs.iter().map(|(id, _)| *id));
-        let p = page(seq, &docs);
-        seq = p.upto;
-        sync.apply_feed(&p)?;
-    }
+/// Search by name over the corpus's clients: the index vs loading every document.
+pub fn query(corpus: &Corpus, scan_sample: usize) -> Result<Vec<Row>> {
+    let store = &corpus.replica;
+    let ids: Vec<DocId> = corpus.docs.iter().map(|(id, _)| *id).collect();
+    let count = ids.len();
     let needle = "004242";
     let search = ficha_domain::search::Filter {
         text: Some(format!("client {needle}")),
@@ -154,7 +145,7 @@ pub fn query(count: usize, scan_sample: usize) -> Result<Vec<Row>> {
         let mut hits = 0;
         for _ in 0..20 {
             let t = Instant::now();
-            hits = ficha_app::listing::query(&store, f, 0, limit)?.len();
+            hits = ficha_app::listing::query(store, f, 0, limit)?.len();
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         Ok((median(&mut times), hits))

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use automerge::Automerge;
 use ficha_app::sync::sync_once;
 use ficha_core::DocId;
@@ -10,9 +10,9 @@ use ficha_core::replica::ReplicaStore;
 use ficha_store::SyncStore;
 use serde_json::{Value, json};
 
-use crate::fixtures::{Scratch, clients, relay_with, replica, traffic};
+use crate::fixtures::{Corpus, Scratch, clients, relay_with, replica, traffic};
 use crate::naive;
-use crate::report::Row;
+use crate::report::{Row, phase};
 use crate::samod_baseline::{self, AGAINST as SAMOD, AGAINST_SCALED as SAMOD_SCALED};
 
 const FOREVER: Duration = Duration::from_secs(3600);
@@ -60,16 +60,22 @@ fn samod_rows(
 /// Initial sync of `count` clients with `items` items each to an empty replica.
 pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
+    let mut lap = Instant::now();
     let docs = docs(count, items)?;
-    let saved: usize = docs.iter().map(|(_, d)| d.save().len()).sum();
+    phase("initial_sync", "build clients", &mut lap);
+    let saved_docs: Vec<Vec<u8>> = docs.iter().map(|(_, d)| d.save()).collect();
+    let saved: usize = saved_docs.iter().map(Vec::len).sum();
     let relay_dir = scratch.path("relay");
+    phase("initial_sync", "save clients", &mut lap);
     relay_with(&relay_dir, &docs)?;
+    phase("initial_sync", "fill and compact the relay", &mut lap);
     let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
     let store = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
     let before = traffic(relay.addr).await?;
     let t = Instant::now();
     sync_once(store.clone(), FOREVER).await?;
     let secs = t.elapsed().as_secs_f64();
+    phase("initial_sync", "ours", &mut lap);
     let ours = traffic(relay.addr).await? - before;
     ensure!(
         store.doc_count()? == count as u64,
@@ -80,21 +86,23 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
     let addr = naive::serve(docs.iter().map(|(_, d)| d.clone()).collect()).await?;
     let mut empty: Vec<Automerge> = (0..count).map(|_| Automerge::new()).collect();
     let cost = naive::sync_all(addr, &mut empty).await?;
+    phase("initial_sync", "naive", &mut lap);
     // The floor of any replica that can list and search what it received: parsing every
     // document once (its heads and summary need it), in memory, with no I/O at all.
     // Every document costs about the same to parse, so a sample, scaled, keeps the full run short.
-    let saved_docs: Vec<Vec<u8>> = docs.iter().map(|(_, d)| d.save()).collect();
     let sample = &saved_docs[..count.min(FLOOR_SAMPLE)];
     let t = Instant::now();
     for bytes in sample {
         Automerge::load_unverified_heads(bytes)?;
     }
     let parse_secs = t.elapsed().as_secs_f64() * count as f64 / sample.len().max(1) as f64;
+    phase("initial_sync", "floor", &mut lap);
     let samod_docs = count.min(samod_baseline::MAX_DOCS);
     let samod = samod_or_report(
         samod_baseline::initial_sync(&saved_docs[..samod_docs]).await,
         "initial_sync",
     );
+    phase("initial_sync", "samod", &mut lap);
     let sizes = json!({ "docs": count, "items_per_doc": items, "saved_bytes": saved });
     let mut rows = vec![
         Row::new(
@@ -176,33 +184,36 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Reconnect with `count` documents on both sides and nothing changed.
-pub async fn idle_reconnect(count: usize) -> Result<Vec<Row>> {
-    let scratch = Scratch::new()?;
-    let docs = docs(count, 2)?;
-    let relay_dir = scratch.path("relay");
-    relay_with(&relay_dir, &docs)?;
-    let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
-    let store = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
-    sync_once(store.clone(), FOREVER).await?;
+/// Reconnect with every document of the corpus on both sides and nothing changed.
+pub async fn idle_reconnect(corpus: &Corpus) -> Result<Vec<Row>> {
+    let mut lap = Instant::now();
+    let (docs, count) = (&corpus.docs, corpus.docs.len());
+    let relay = corpus
+        .relay
+        .as_ref()
+        .context("the corpus relay was stopped")?;
+    let store = corpus.replica.clone();
     let before = traffic(relay.addr).await?;
     let t = Instant::now();
     sync_once(store.clone(), FOREVER).await?;
     let secs = t.elapsed().as_secs_f64();
     let ours = traffic(relay.addr).await? - before;
-    relay.stop().await;
+    phase("idle_reconnect", "ours", &mut lap);
 
     let server_docs: Vec<Automerge> = docs.iter().map(|(_, d)| d.clone()).collect();
     let mut client_docs = server_docs.clone();
     let addr = naive::serve(server_docs).await?;
     let cost = naive::sync_all(addr, &mut client_docs).await?;
+    phase("idle_reconnect", "naive", &mut lap);
     let samod_docs = count.min(samod_baseline::MAX_DOCS);
     let saved: Vec<Vec<u8>> = docs[..samod_docs].iter().map(|(_, d)| d.save()).collect();
     let samod = samod_or_report(
         samod_baseline::idle_reconnect(&saved).await,
         "idle_reconnect",
     );
-    let sizes = json!({ "docs": count, "baseline_docs_preloaded": true });
+    phase("idle_reconnect", "samod", &mut lap);
+    let sizes =
+        json!({ "docs": count, "items_per_doc": corpus.items, "baseline_docs_preloaded": true });
     let mut rows = vec![
         Row::new(
             "idle_reconnect",
@@ -255,7 +266,9 @@ pub async fn idle_reconnect(count: usize) -> Result<Vec<Row>> {
 /// Reconnect of a reader after a writer made `k` edits over `m` documents, for each k.
 pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row>> {
     let scratch = Scratch::new()?;
+    let mut lap = Instant::now();
     let docs = docs(count, 20)?;
+    phase("reconnect_after_edits", "build clients", &mut lap);
     let samod_docs = count.min(samod_baseline::MAX_DOCS);
     let saved: Vec<Vec<u8>> = docs[..samod_docs].iter().map(|(_, d)| d.save()).collect();
     // Only the rounds whose changed documents fit in samod's share compare like for like.
@@ -265,9 +278,15 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
         samod_baseline::reconnect_after_edits(&saved, &samod_ks).await,
         "reconnect_after_edits",
     );
+    phase("reconnect_after_edits", "samod", &mut lap);
     let ids: Vec<DocId> = docs.iter().map(|(id, _)| *id).collect();
     let relay_dir = scratch.path("relay");
     relay_with(&relay_dir, &docs)?;
+    phase(
+        "reconnect_after_edits",
+        "fill and compact the relay",
+        &mut lap,
+    );
     // A reader reconnects long after the writer's edits, so the relay's background compaction
     // has run by then; a short period lets the bench wait for it instead of for minutes.
     let limits = ficha_relay::Limits {
@@ -279,6 +298,7 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
     let reader = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
     sync_once(writer.clone(), FOREVER).await?;
     sync_once(reader.clone(), FOREVER).await?;
+    phase("reconnect_after_edits", "first syncs", &mut lap);
     let mut rows = Vec::new();
     for (round, &k) in ks.iter().enumerate() {
         let m = k.min(count);
@@ -337,6 +357,7 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
             ));
         }
     }
+    phase("reconnect_after_edits", "rounds", &mut lap);
     relay.stop().await;
     Ok(rows)
 }
