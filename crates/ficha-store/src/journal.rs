@@ -294,9 +294,7 @@ impl Store {
                 )?;
                 // Lost with its edit, so never acknowledged: it still has to be sent.
                 if outbox.get(seq)?.is_none() {
-                    let bytes = postcard::to_allocvec(entry)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
-                    outbox.insert(seq, bytes.as_slice())?;
+                    outbox.insert(seq, entry.encode()?.as_slice())?;
                 }
                 restored += 1;
             }

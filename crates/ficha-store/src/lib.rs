@@ -52,6 +52,13 @@ pub(crate) struct OutboxEntry {
     pub change: Vec<u8>,
 }
 
+impl OutboxEntry {
+    /// The bytes stored in the outbox and in the edit journal.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        postcard::to_allocvec(self).map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))
+    }
+}
+
 /// An open replica store.
 pub struct Store {
     db: Database,
@@ -348,8 +355,7 @@ impl Store {
             company,
             change,
         };
-        let bytes = postcard::to_allocvec(&entry)
-            .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+        let bytes = entry.encode()?;
         if let Some(journal) = journal {
             // The disk works on the record while this thread updates the tables.
             journal.begin(seq, &bytes)?;
