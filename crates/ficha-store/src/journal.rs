@@ -11,8 +11,15 @@
 //!
 //! Every [`CHECKPOINT_AFTER_RECORDS`] edits (and when the store closes) one local edit commits
 //! durably instead, which makes every earlier edit durable in redb, and the journal is emptied.
-//! Records are framed with their length and a blake3 checksum: a record torn by a crash was
-//! never acknowledged, and reading stops there.
+//!
+//! The file is written in place, never grown per record: it starts with a header holding a
+//! generation number, and is pre-filled with zeros. Appending to a growing file makes every
+//! fdatasync commit the file's new size as well (a file-system journal commit, which also waits
+//! for other files' pending data); overwriting pre-allocated bytes flushes only the record. So
+//! emptying the journal bumps the generation instead of truncating, and each record's checksum
+//! (blake3, over generation, position and payload) covers the generation: reading stops at the
+//! first record that does not match, whether torn by a crash (never acknowledged) or left from
+//! an earlier generation.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -37,6 +44,16 @@ pub const CHECKPOINT_AFTER_RECORDS: usize = 512;
 /// Length (4 bytes), checksum (8) and outbox position (8) before each record's payload.
 const HEADER: usize = 20;
 
+/// What the file starts with: this magic, then the generation (8 bytes).
+const MAGIC: &[u8; 8] = b"FICHAJ01";
+
+/// Where the first record starts.
+const FIRST: u64 = 16;
+
+/// Zeros the file is extended by when a record would not fit: far more than the records of one
+/// generation usually take, so a size change is rare.
+const PREALLOCATE: u64 = 1 << 20;
+
 /// Largest payload a record may claim; anything larger is a torn or foreign tail.
 const MAX_RECORD: usize = 64 << 20;
 
@@ -49,6 +66,10 @@ pub(crate) struct Record {
 /// The open journal file and how much of it holds whole records.
 pub(crate) struct Journal {
     file: File,
+    /// Current generation: records of other generations are not part of the journal.
+    generation: u64,
+    /// The file's length: bytes up to here exist (zeros past the records).
+    allocated: u64,
     /// Bytes of whole, fsynced records: the next record is written here, over anything a
     /// failed append left behind.
     good_len: u64,
@@ -100,8 +121,9 @@ impl Syncer {
     }
 }
 
-fn checksum(seq: u64, payload: &[u8]) -> [u8; 8] {
+fn checksum(generation: u64, seq: u64, payload: &[u8]) -> [u8; 8] {
     let mut h = blake3::Hasher::new();
+    h.update(&generation.to_le_bytes());
     h.update(&seq.to_le_bytes());
     h.update(payload);
     let mut out = [0u8; 8];
@@ -110,8 +132,8 @@ fn checksum(seq: u64, payload: &[u8]) -> [u8; 8] {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir` and returns the whole records it holds, in the
-    /// order they were written. A torn tail is cut off.
+    /// Opens (or creates) the journal in `dir` and returns the whole records of its current
+    /// generation, in the order they were written.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Record>), StoreError> {
         let path = dir.join(JOURNAL_FILE);
         let created = !path.exists();
@@ -121,31 +143,42 @@ impl Journal {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        if created {
-            // The file's name must survive a crash as well as its bytes.
-            File::open(dir)?.sync_all()?;
-        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (records, good_len) = parse(&bytes)?;
-        if good_len < bytes.len() as u64 {
-            tracing::warn!(
-                kept = good_len,
-                dropped = bytes.len() as u64 - good_len,
-                "the edit journal ends with a torn record (an edit interrupted before it was acknowledged); dropping it"
-            );
-            file.set_len(good_len)?;
-            file.sync_data()?;
+        if bytes.is_empty() {
+            // A new journal: generation 1, made durable with its pre-allocation below.
+            bytes.extend_from_slice(MAGIC);
+            bytes.extend_from_slice(&1u64.to_le_bytes());
+            file.write_all(&bytes)?;
         }
+        let generation = match bytes.get(..FIRST as usize) {
+            Some(head) if &head[..8] == MAGIC => {
+                u64::from_le_bytes(head[8..16].try_into().unwrap_or_default())
+            }
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is not a Ficha edit journal",
+                    path.display()
+                )));
+            }
+        };
+        let (records, good_len) = parse(&bytes, generation)?;
         let syncer = Syncer::spawn(file.try_clone()?)?;
-        let journal = Self {
+        let mut journal = Self {
             file,
+            generation,
+            allocated: bytes.len() as u64,
             good_len,
             last_start: good_len,
             records: records.len(),
             pending: None,
             syncer,
         };
+        journal.reserve(PREALLOCATE)?;
+        if created {
+            // The file's name must survive a crash as well as its bytes.
+            File::open(dir)?.sync_all()?;
+        }
         Ok((journal, records))
     }
 
@@ -168,9 +201,10 @@ impl Journal {
             .ok_or_else(|| StoreError::Corrupt(format!("edit of {} bytes", payload.len())))?;
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(seq, payload));
+        record.extend_from_slice(&checksum(self.generation, seq, payload));
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
+        self.reserve(record.len() as u64)?;
         self.file.seek(SeekFrom::Start(self.good_len))?;
         if let Err(e) = self.file.write_all(&record) {
             self.cut(self.good_len)?;
@@ -213,39 +247,79 @@ impl Journal {
         self.cut(self.good_len)
     }
 
-    /// Empties the journal once redb holds every record durably.
+    /// Empties the journal once redb holds every record durably: a new generation disowns
+    /// every record written before.
     pub(crate) fn reset(&mut self) -> Result<(), StoreError> {
         self.abandon()?;
-        self.cut(0)?;
-        self.good_len = 0;
-        self.last_start = 0;
+        let generation = self.generation + 1;
+        self.file.seek(SeekFrom::Start(8))?;
+        self.file.write_all(&generation.to_le_bytes())?;
+        self.file.sync_data()?;
+        self.generation = generation;
+        self.good_len = FIRST;
+        self.last_start = FIRST;
         self.records = 0;
         Ok(())
     }
 
-    /// Truncates the file to `len` and waits until that is on disk.
-    fn cut(&mut self, len: u64) -> Result<(), StoreError> {
-        self.file.set_len(len)?;
+    /// Disowns whatever starts at `at` (a record that must not be replayed), on disk.
+    fn cut(&mut self, at: u64) -> Result<(), StoreError> {
+        let end = (at + HEADER as u64).min(self.allocated);
+        if end > at {
+            self.file.seek(SeekFrom::Start(at))?;
+            self.file.write_all(&vec![0u8; (end - at) as usize])?;
+        }
         self.file.sync_data()?;
+        Ok(())
+    }
+
+    /// Makes sure `len` more bytes fit after the records without growing the file, extending it
+    /// with zeros (and syncing its new size) when they would not.
+    fn reserve(&mut self, len: u64) -> Result<(), StoreError> {
+        let needed = self.good_len + len;
+        if needed <= self.allocated {
+            return Ok(());
+        }
+        let target = needed.max(self.allocated + PREALLOCATE);
+        self.file.seek(SeekFrom::Start(self.allocated))?;
+        self.file
+            .write_all(&vec![0u8; (target - self.allocated) as usize])?;
+        self.file.sync_data()?;
+        self.allocated = target;
         Ok(())
     }
 }
 
-/// The whole records at the start of `bytes`, and where they end.
-fn parse(bytes: &[u8]) -> Result<(Vec<Record>, u64), StoreError> {
+/// Edits waiting in the journal of the replica in `dir` for redb to make them durable (none
+/// after a clean close). Reads the file only; for status displays and tests.
+pub fn journaled_edits(dir: &Path) -> Result<usize, StoreError> {
+    let bytes = match std::fs::read(dir.join(JOURNAL_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(head) = bytes.get(..FIRST as usize).filter(|h| &h[..8] == MAGIC) else {
+        return Ok(0);
+    };
+    let generation = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+    Ok(parse(&bytes, generation)?.0.len())
+}
+
+/// The whole records of `generation` from the start of `bytes`, and where they end.
+fn parse(bytes: &[u8], generation: u64) -> Result<(Vec<Record>, u64), StoreError> {
     let mut records = Vec::new();
-    let mut at = 0usize;
+    let mut at = FIRST as usize;
     while let Some(head) = bytes.get(at..at + HEADER) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let check = &head[4..12];
         let seq = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
         let Some(payload) = bytes
             .get(at + HEADER..at + HEADER + len)
-            .filter(|_| len <= MAX_RECORD)
+            .filter(|_| len > 0 && len <= MAX_RECORD)
         else {
             break;
         };
-        if checksum(seq, payload) != check {
+        if checksum(generation, seq, payload) != check {
             break;
         }
         let entry: OutboxEntry = postcard::from_bytes(payload)

@@ -33,7 +33,7 @@ pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
 pub use error::StoreError;
 pub use identity::Identity;
 pub use index::{IndexKeys, IndexReader};
-pub use journal::{CHECKPOINT_AFTER_RECORDS, JOURNAL_FILE};
+pub use journal::{CHECKPOINT_AFTER_RECORDS, JOURNAL_FILE, journaled_edits};
 pub use sync_store::SyncStore;
 
 use doc_cache::{DocCache, Warm};

@@ -21,6 +21,7 @@ use ficha_core::replica::ReplicaStore;
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
 use ficha_store::{
     CHECKPOINT_AFTER_RECORDS, DB_FILE, Identity, JOURNAL_FILE, NoIndex, Store, SyncStore,
+    journaled_edits,
 };
 
 fn open(dir: &Path) -> Store {
@@ -81,13 +82,29 @@ fn outbox_hashes(store: &Store) -> HashSet<automerge::ChangeHash> {
     seen
 }
 
-/// A crash image: the redb file at its last durable commit and the journal as it is now.
-fn image(durable_db: &[u8], live: &Path, torn_tail: Option<&[u8]>) -> tempfile::TempDir {
+/// Where the journal's current records end: after its 16-byte header, each record is a 20-byte
+/// header (its payload length first) and the payload.
+fn records_end(journal: &[u8], records: usize) -> usize {
+    let mut at = 16;
+    for _ in 0..records {
+        let len = u32::from_le_bytes(journal[at..at + 4].try_into().expect("4 bytes"));
+        at += 20 + len as usize;
+    }
+    at
+}
+
+/// A crash image: the redb file at its last durable commit and the journal as it is now, with
+/// `torn` written where the next record would have gone (a record the crash tore).
+fn image(durable_db: &[u8], live: &Path, torn: Option<&[u8]>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join(DB_FILE), durable_db).expect("db");
     let mut journal = std::fs::read(live.join(JOURNAL_FILE)).expect("journal");
-    if let Some(tail) = torn_tail {
-        journal.extend_from_slice(tail);
+    if let Some(torn) = torn {
+        let at = records_end(&journal, journaled_edits(live).expect("records"));
+        if journal.len() < at + torn.len() {
+            journal.resize(at + torn.len(), 0);
+        }
+        journal[at..at + torn.len()].copy_from_slice(torn);
     }
     std::fs::write(dir.path().join(JOURNAL_FILE), journal).expect("journal");
     dir
@@ -182,9 +199,7 @@ fn run(seed: u64) -> usize {
         &format!("seed {seed}, after a clean close"),
     );
     assert_eq!(
-        std::fs::metadata(live.path().join(JOURNAL_FILE))
-            .expect("journal")
-            .len(),
+        journaled_edits(live.path()).expect("journal"),
         0,
         "a clean close leaves nothing to replay"
     );
@@ -232,29 +247,40 @@ fn an_edit_redb_lost_comes_back_from_the_journal() {
 }
 
 #[test]
-fn the_journal_is_emptied_every_so_many_edits() {
+fn the_journal_is_emptied_every_so_many_edits_and_never_grows() {
     let live = tempfile::tempdir().expect("tmp");
     let store = init(live.path());
     let doc = DocId([3; 16]);
     put(&store, doc, true, "n", 0);
     let path = live.path().join(JOURNAL_FILE);
-    let (mut longest, mut last, mut emptied) = (0, 0, 0);
+    let size = std::fs::metadata(&path).expect("journal").len();
     // The creation and every edit after it are journaled until CHECKPOINT_AFTER_RECORDS are,
     // then one edit commits durably and empties it: twice in this many edits.
     let edits = 2 * CHECKPOINT_AFTER_RECORDS as i64 + 1;
+    let (mut most, mut last, mut emptied) = (0, 0, 0);
     for n in 1..=edits {
         put(&store, doc, false, "n", n);
-        let len = std::fs::metadata(&path).expect("journal").len();
-        if len < last {
+        let now = journaled_edits(live.path()).expect("records");
+        if now < last {
+            assert_eq!(now, 0, "emptied, not shortened");
             emptied += 1;
         }
-        (longest, last) = (longest.max(len), len);
+        (most, last) = (most.max(now), now);
+        // Written in place: an fdatasync never has to commit a new file size.
+        assert_eq!(std::fs::metadata(&path).expect("journal").len(), size);
     }
-    let per_record = longest / CHECKPOINT_AFTER_RECORDS as u64;
-    assert!(per_record < 400, "{per_record} bytes per journaled edit");
+    assert_eq!(most, CHECKPOINT_AFTER_RECORDS);
     assert_eq!(emptied, 2, "emptied {emptied} times in {edits} edits");
     assert_eq!(
         keys(&store.read_doc(&doc).expect("read").expect("doc")).get("n"),
         Some(&edits)
+    );
+    // After an explicit checkpoint the old records are still in the file, and disowned.
+    store.checkpoint().expect("checkpoint");
+    assert_eq!(journaled_edits(live.path()).expect("records"), 0);
+    let bytes = std::fs::read(&path).expect("journal");
+    assert!(
+        bytes[16..].iter().any(|b| *b != 0),
+        "old records are still on disk"
     );
 }
