@@ -31,25 +31,10 @@ pub fn clients(first: u64, count: usize, items: usize) -> Result<Vec<(DocId, Aut
 /// `f` over `items` on every core, results in order.
 pub fn par_map<T: Sync, U: Send>(
     items: &[T],
-    f: impl Fn(&T) -> Result<U> + Sync,
+    f: impl Fn(&T) -> Result<U> + Sync + Send,
 ) -> Result<Vec<U>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = items.len().div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Result<Vec<_>>>()))
-            .collect();
-        let mut all = Vec::with_capacity(items.len());
-        for part in parts {
-            let built = part
-                .join()
-                .map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
-            all.extend(built);
-        }
-        Ok(all)
-    })
+    use rayon::prelude::*;
+    items.par_iter().map(f).collect()
 }
 
 /// A realistic client: `items` notes, comments and alerts (160-character texts), committed in

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use automerge::{AutoCommit, Automerge, Change};
+use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable};
 
 use ficha_core::digest::{DocDigests, heads_digest};
@@ -192,7 +193,10 @@ impl ReplicaStore for SyncStore<'_> {
                 }
             }
             let indexer = self.0.indexer.as_ref();
-            let derived = parallel(&fresh, |e| Derived::fresh(&e.doc, &e.changes, indexer))?;
+            let derived: Vec<Option<Derived>> = fresh
+                .par_iter()
+                .map(|e| Derived::fresh(&e.doc, &e.changes, indexer))
+                .collect();
             for (e, derived) in fresh.iter().zip(derived) {
                 if let Some(derived) = derived {
                     tables.write(&e.doc, &page.company, None, &e.changes, derived)?;
@@ -253,34 +257,4 @@ impl ReplicaStore for SyncStore<'_> {
         self.0.keep_warm(touched);
         Ok(())
     }
-}
-
-/// Below this many items, threads cost more than they save.
-const PARALLEL_FROM: usize = 8;
-
-/// `f` over `items` on every core, results in order.
-fn parallel<T: Sync, U: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> U + Sync,
-) -> Result<Vec<U>, StoreError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < PARALLEL_FROM || threads < 2 {
-        return Ok(items.iter().map(f).collect());
-    }
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(items.len());
-        for part in parts {
-            out.extend(
-                part.join()
-                    .map_err(|_| StoreError::Corrupt("a parsing thread panicked".into()))?,
-            );
-        }
-        Ok(out)
-    })
 }

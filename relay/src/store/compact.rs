@@ -1,6 +1,7 @@
 //! Folding a document's feed entries into one saved document, off the live path.
 
 use automerge::{Automerge, ReadDoc};
+use rayon::prelude::*;
 use redb::ReadableTable;
 
 use ficha_core::DocId;
@@ -72,7 +73,12 @@ impl RedbRelayStore {
                 }
                 plans.push(plan);
             }
-            for (plan, saved) in plans.iter().zip(fold_all(&plans)?) {
+            // Loading a history is the whole cost of compaction, documents are independent, and
+            // the relay waits for the batch: fold on every core. A failure fails the batch,
+            // which then changes nothing.
+            let folded: Vec<Option<Vec<u8>>> =
+                plans.par_iter().map(fold).collect::<Result<_, _>>()?;
+            for (plan, saved) in plans.iter().zip(folded) {
                 // None: changes still waiting for their history; fold them once it arrives.
                 let Some(saved) = saved else {
                     continue;
@@ -107,28 +113,6 @@ struct Plan {
     folded: Vec<u64>,
     origin: [u8; 16],
     parts: Vec<Vec<u8>>,
-}
-
-/// Folds every plan's parts into one saved document each, in order, on every core: loading a
-/// history is the whole cost of compaction, documents are independent, and the relay waits for
-/// the batch. A failure fails the whole batch, which then changes nothing.
-fn fold_all(plans: &[Plan]) -> Result<Vec<Option<Vec<u8>>>, RelayStoreError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = plans.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = plans
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(fold).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut out = Vec::with_capacity(plans.len());
-        for handle in handles {
-            let folded = handle
-                .join()
-                .map_err(|_| RelayStoreError::Corrupt("a compaction thread panicked".into()))??;
-            out.extend(folded);
-        }
-        Ok(out)
-    })
 }
 
 /// One document's entries as one saved document; None while some history is missing.
