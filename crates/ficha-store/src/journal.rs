@@ -174,7 +174,7 @@ impl Journal {
             pending: None,
             syncer,
         };
-        journal.reserve(PREALLOCATE)?;
+        journal.allocate(FIRST + PREALLOCATE)?;
         if created {
             // The file's name must survive a crash as well as its bytes.
             File::open(dir)?.sync_all()?;
@@ -204,7 +204,7 @@ impl Journal {
         record.extend_from_slice(&checksum(self.generation, seq, payload));
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
-        self.reserve(record.len() as u64)?;
+        self.allocate(self.good_len + record.len() as u64)?;
         self.file.seek(SeekFrom::Start(self.good_len))?;
         if let Err(e) = self.file.write_all(&record) {
             self.cut(self.good_len)?;
@@ -273,14 +273,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes sure `len` more bytes fit after the records without growing the file, extending it
-    /// with zeros (and syncing its new size) when they would not.
-    fn reserve(&mut self, len: u64) -> Result<(), StoreError> {
-        let needed = self.good_len + len;
-        if needed <= self.allocated {
+    /// Makes sure the file reaches `end` without growing when written, extending it with zeros
+    /// (and syncing its new size) when it does not.
+    fn allocate(&mut self, end: u64) -> Result<(), StoreError> {
+        if end <= self.allocated {
             return Ok(());
         }
-        let target = needed.max(self.allocated + PREALLOCATE);
+        let target = end.max(self.allocated + PREALLOCATE);
         self.file.seek(SeekFrom::Start(self.allocated))?;
         self.file
             .write_all(&vec![0u8; (target - self.allocated) as usize])?;

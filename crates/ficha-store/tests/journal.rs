@@ -239,7 +239,18 @@ fn an_edit_redb_lost_comes_back_from_the_journal() {
     drop(before);
 
     let crashed = image(&durable, live.path(), None);
+    let size = |dir: &Path| {
+        std::fs::metadata(dir.join(JOURNAL_FILE))
+            .expect("journal")
+            .len()
+    };
+    let before = size(crashed.path());
     let reopened = open(crashed.path());
+    assert_eq!(
+        size(crashed.path()),
+        before,
+        "replaying does not grow the journal"
+    );
     let got = keys(&reopened.read_doc(&doc).expect("read").expect("doc"));
     assert_eq!(got.get("name"), Some(&1));
     assert_eq!(got.get("phone"), Some(&2));
