@@ -26,12 +26,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::mpsc;
 
-use automerge::AutoCommit;
 use redb::ReadableTable;
 
 use crate::doc_io::DocTables;
 use crate::error::StoreError;
 use crate::schema::OUTBOX;
+use crate::sync_store::Merged;
 use crate::{OutboxEntry, Store};
 
 /// File name of the journal inside a data directory.
@@ -151,17 +151,9 @@ impl Journal {
             bytes.extend_from_slice(&1u64.to_le_bytes());
             file.write_all(&bytes)?;
         }
-        let generation = match bytes.get(..FIRST as usize) {
-            Some(head) if &head[..8] == MAGIC => {
-                u64::from_le_bytes(head[8..16].try_into().unwrap_or_default())
-            }
-            _ => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} is not a Ficha edit journal",
-                    path.display()
-                )));
-            }
-        };
+        let generation = generation(&bytes).ok_or_else(|| {
+            StoreError::Corrupt(format!("{} is not a Ficha edit journal", path.display()))
+        })?;
         let (records, good_len) = parse(&bytes, generation)?;
         let syncer = Syncer::spawn(file.try_clone()?)?;
         let mut journal = Self {
@@ -297,11 +289,16 @@ pub fn journaled_edits(dir: &Path) -> Result<usize, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.into()),
     };
-    let Some(head) = bytes.get(..FIRST as usize).filter(|h| &h[..8] == MAGIC) else {
-        return Ok(0);
-    };
-    let generation = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-    Ok(parse(&bytes, generation)?.0.len())
+    match generation(&bytes) {
+        Some(generation) => Ok(parse(&bytes, generation)?.0.len()),
+        None => Ok(0),
+    }
+}
+
+/// The generation a journal's header names; None if `bytes` do not start with one.
+fn generation(bytes: &[u8]) -> Option<u64> {
+    let head = bytes.get(..FIRST as usize)?;
+    (&head[..8] == MAGIC).then(|| u64::from_le_bytes(head[8..16].try_into().unwrap_or_default()))
 }
 
 /// The whole records of `generation` from the start of `bytes`, and where they end.
@@ -342,34 +339,27 @@ impl Store {
             let mut tables = DocTables::open(&txn)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             for Record { seq, entry } in &records {
-                let meta = tables.meta(&entry.doc)?;
-                let mut doc = match &meta {
-                    Some(_) => tables.load(&entry.doc)?,
-                    None => AutoCommit::new(),
-                };
-                let before = doc.get_heads();
-                doc.load_incremental(&entry.change)
-                    .map_err(|e| StoreError::Document {
-                        doc: entry.doc,
-                        message: format!("journaled edit does not load: {e}"),
-                    })?;
-                if meta.is_some() && doc.get_heads() == before {
+                // The same merge as bytes from the relay: a change the document holds is
+                // recognised, one waiting for its history is kept.
+                let (merged, _) =
+                    self.merge_incoming(&mut tables, &entry.company, &entry.doc, &entry.change)?;
+                match merged {
+                    Merged::Refused => {
+                        return Err(StoreError::Document {
+                            doc: entry.doc,
+                            message: format!("journaled edit {seq} does not apply"),
+                        });
+                    }
                     // redb kept this edit: the durable commit after it covered it.
-                    continue;
+                    Merged::Unchanged => {}
+                    Merged::Stored => {
+                        // Lost with its edit, so never acknowledged: it still has to be sent.
+                        if outbox.get(seq)?.is_none() {
+                            outbox.insert(seq, entry.encode()?.as_slice())?;
+                        }
+                        restored += 1;
+                    }
                 }
-                tables.append(
-                    &entry.doc,
-                    &entry.company,
-                    meta,
-                    &entry.change,
-                    doc.document(),
-                    self.indexer.as_ref(),
-                )?;
-                // Lost with its edit, so never acknowledged: it still has to be sent.
-                if outbox.get(seq)?.is_none() {
-                    outbox.insert(seq, entry.encode()?.as_slice())?;
-                }
-                restored += 1;
             }
         }
         txn.commit()?;

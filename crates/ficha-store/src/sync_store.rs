@@ -21,22 +21,33 @@ use crate::{OutboxEntry, Store, Touched, optional};
 /// A borrowed store, handed to a sync session.
 pub struct SyncStore<'a>(pub &'a Store);
 
+/// What merging bytes into a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// They do not load, or name the document under another company: nothing was written.
+    Refused,
+    /// The document held them already: nothing was written.
+    Unchanged,
+    /// They were stored.
+    Stored,
+}
+
 impl Store {
-    /// Applies incoming bytes to one document inside `tables`; false if they were refused.
+    /// Applies incoming bytes to one document inside `tables`.
     /// A document the cache held comes back, to be cached again once `tables` commit.
-    fn merge_incoming(
+    pub(crate) fn merge_incoming(
         &self,
         tables: &mut DocTables<'_>,
         company: &Company,
         doc_id: &DocId,
         bytes: &[u8],
-    ) -> Result<(bool, Touched), StoreError> {
+    ) -> Result<(Merged, Touched), StoreError> {
         let meta = tables.meta(doc_id)?;
         if let Some(m) = &meta
             && m.company != company.as_str()
         {
             tracing::warn!(doc = %doc_id, "ignoring changes that would move a document to another company");
-            return Ok((false, None));
+            return Ok((Merged::Refused, None));
         }
         // Only a document someone is working on stays warm: caching every document of a feed
         // page would only churn the cache.
@@ -52,22 +63,25 @@ impl Store {
         let before = doc.get_heads();
         if let Err(e) = doc.load_incremental(bytes) {
             tracing::warn!(doc = %doc_id, error = %e, "ignoring changes that do not load");
-            return Ok((false, None));
+            return Ok((Merged::Refused, None));
         }
         let unchanged = doc.get_heads() == before && doc.get_missing_deps(&[]).is_empty();
-        let heads = match meta {
+        let (merged, heads) = match meta {
             // Our own changes echoed back, or a duplicate: nothing new to keep.
-            Some(m) if unchanged => m.heads,
-            meta => tables.append(
-                doc_id,
-                company,
-                meta,
-                bytes,
-                doc.document(),
-                self.indexer.as_ref(),
-            )?,
+            Some(m) if unchanged => (Merged::Unchanged, m.heads),
+            meta => {
+                let heads = tables.append(
+                    doc_id,
+                    company,
+                    meta,
+                    bytes,
+                    doc.document(),
+                    self.indexer.as_ref(),
+                )?;
+                (Merged::Stored, heads)
+            }
         };
-        Ok((true, was_warm.then(|| (*doc_id, Warm { heads, doc }))))
+        Ok((merged, was_warm.then(|| (*doc_id, Warm { heads, doc }))))
     }
 }
 
