@@ -6,51 +6,26 @@
 //! batch may appear. A cache that kept a document across a merge, or filled itself from a
 //! transaction that never committed, fails it.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, ROOT, ReadDoc};
+use automerge::{ActorId, Automerge, ROOT};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use common::{company, init, keys, open, seeds};
+use ficha_core::DocId;
 use ficha_core::frame::{FeedEntry, FeedPage};
 use ficha_core::replica::ReplicaStore;
-use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
-use ficha_store::{CACHED_DOCS, Identity, NoIndex, Store, SyncStore};
-
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, Arc::new(NoIndex)).expect("open")
-}
-
-fn company() -> Company {
-    Company::new("acme").expect("valid")
-}
-
-fn keys(doc: &Automerge) -> BTreeMap<String, i64> {
-    doc.keys(ROOT)
-        .filter_map(|k| {
-            let v = doc.get(ROOT, &k).ok().flatten()?.0.as_scalar()?.as_i64()?;
-            Some((k, v))
-        })
-        .collect()
-}
+use ficha_store::{CACHED_DOCS, SyncStore};
 
 /// One seeded run; returns how many operations it made.
 fn run(seed: u64) -> usize {
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tmp");
-    let identity = Identity {
-        replica: ReplicaId([1; 16]),
-        name: "branch".into(),
-        relay_url: "ws://127.0.0.1:1/sync".into(),
-        token: "t".into(),
-    };
-    Store::init(dir.path(), &identity).expect("init");
-    let mut store = open(dir.path());
-    SyncStore(&store)
-        .set_epoch(RelayEpoch([1; 16]), false)
-        .expect("epoch");
+    let mut store = init(dir.path());
     // More documents than the cache holds, so entries are evicted and reloaded too.
     let docs: Vec<DocId> = (0..CACHED_DOCS as u8 + 4).map(|n| DocId([n; 16])).collect();
     let mut expected: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); docs.len()];
@@ -144,10 +119,7 @@ fn run(seed: u64) -> usize {
 
 #[test]
 fn the_cache_follows_every_write_and_hides_none() {
-    let seeds: u64 = std::env::var("FICHA_CACHE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let seeds = seeds("FICHA_CACHE_SEEDS", 6);
     for seed in 0..seeds {
         run(seed);
     }

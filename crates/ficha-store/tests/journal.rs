@@ -8,53 +8,22 @@
 //! store, and every image taken along the way must open with exactly the acknowledged edits in
 //! its documents and exactly the unacknowledged ones in its outbox.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 
+use automerge::ROOT;
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ROOT, ReadDoc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use common::{company, init, keys, open, seeds};
+use ficha_core::DocId;
 use ficha_core::replica::ReplicaStore;
-use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
 use ficha_store::{
-    CHECKPOINT_AFTER_RECORDS, DB_FILE, Identity, JOURNAL_FILE, NoIndex, Store, SyncStore,
-    journaled_edits,
+    CHECKPOINT_AFTER_RECORDS, DB_FILE, JOURNAL_FILE, Store, SyncStore, journaled_edits,
 };
-
-fn open(dir: &Path) -> Store {
-    Store::open(dir, Arc::new(NoIndex)).expect("open")
-}
-
-fn company() -> Company {
-    Company::new("acme").expect("valid")
-}
-
-fn init(dir: &Path) -> Store {
-    let identity = Identity {
-        replica: ReplicaId([7; 16]),
-        name: "laptop".into(),
-        relay_url: "ws://127.0.0.1:1/sync".into(),
-        token: "t".into(),
-    };
-    Store::init(dir, &identity).expect("init");
-    let store = open(dir);
-    SyncStore(&store)
-        .set_epoch(RelayEpoch([1; 16]), false)
-        .expect("epoch");
-    store
-}
-
-fn keys(doc: &Automerge) -> BTreeMap<String, i64> {
-    doc.keys(ROOT)
-        .filter_map(|k| {
-            let v = doc.get(ROOT, &k).ok().flatten()?.0.as_scalar()?.as_i64()?;
-            Some((k, v))
-        })
-        .collect()
-}
 
 fn put(store: &Store, doc: DocId, create: bool, key: &str, value: i64) {
     let f = |d: &mut automerge::AutoCommit| d.put(ROOT, key, value);
@@ -208,10 +177,7 @@ fn run(seed: u64) -> usize {
 
 #[test]
 fn every_acknowledged_edit_survives_a_crash_once() {
-    let seeds: u64 = std::env::var("FICHA_JOURNAL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
+    let seeds = seeds("FICHA_JOURNAL_SEEDS", 12);
     let images: usize = (0..seeds).map(run).sum();
     assert!(
         images > seeds as usize * 20,
