@@ -1,35 +1,19 @@
 //! Uploads received back to back are stored together and acknowledged once, with the same
 //! result as one by one; a refused upload in a batch keeps what came before it and nothing after.
 
+mod common;
+
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
+use common::{SECRET, acme, write_token};
 use ficha_core::frame::{ByteBuf, DEFAULT_MAX_FRAME, DocChanges, FeedEntry, Frame, Hello, Upload};
 use ficha_core::ids::actor_for;
 use ficha_core::mem::MemRelayStore;
 use ficha_core::relay::{ConnId, Output, Relay, RelayConfig};
-use ficha_core::token::{Claims, sign};
-use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
+use ficha_core::{DocId, RelayEpoch, ReplicaId};
 
-const SECRET: [u8; 32] = [9; 32];
 const WRITER: ConnId = 1;
 const READER: ConnId = 2;
-
-fn acme() -> Company {
-    Company::new("acme").expect("company")
-}
-
-fn token(name: &str) -> String {
-    sign(
-        &SECRET,
-        &Claims {
-            replica: name.into(),
-            companies: vec![acme()],
-            write: true,
-            issued_at: 0,
-            expires_at: u64::MAX,
-        },
-    )
-}
 
 /// A relay with a writer session and a reader subscribed live to `acme`.
 fn relay() -> Relay<MemRelayStore> {
@@ -41,7 +25,7 @@ fn relay() -> Relay<MemRelayStore> {
         relay.connect(conn);
         let hello = Frame::Hello(Hello {
             replica: ReplicaId([id; 16]),
-            token: token(name),
+            token: write_token(name),
         });
         relay.receive(conn, &hello.encode(), 10);
     }

@@ -1,27 +1,14 @@
 //! Hostile input never panics either state machine, and never stores anything.
 
+mod common;
+
+use common::{SECRET, write_token};
 use ficha_core::frame::{DEFAULT_MAX_FRAME, Frame, Hello};
 use ficha_core::mem::{MemRelayStore, MemReplicaStore};
 use ficha_core::relay::{Output, Relay, RelayConfig};
 use ficha_core::replica::{ReplicaConfig, ReplicaSession};
-use ficha_core::token::{Claims, sign};
-use ficha_core::{Company, RelayEpoch, ReplicaId};
+use ficha_core::{RelayEpoch, ReplicaId};
 use proptest::prelude::*;
-
-const SECRET: [u8; 32] = [3; 32];
-
-fn token() -> String {
-    sign(
-        &SECRET,
-        &Claims {
-            replica: "r".into(),
-            companies: vec![Company::new("acme").expect("c")],
-            write: true,
-            issued_at: 0,
-            expires_at: u64::MAX,
-        },
-    )
-}
 
 fn welcomed_relay() -> Relay<MemRelayStore> {
     let mut relay = Relay::new(
@@ -31,7 +18,7 @@ fn welcomed_relay() -> Relay<MemRelayStore> {
     relay.connect(1);
     let hello = Frame::Hello(Hello {
         replica: ReplicaId([1; 16]),
-        token: token(),
+        token: write_token("r"),
     })
     .encode();
     let out = relay.receive(1, &hello, 10);
@@ -63,7 +50,7 @@ proptest! {
     #[test]
     fn arbitrary_frames_never_panic_the_replica(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let mut store = MemReplicaStore::default();
-        let mut session = ReplicaSession::new(ReplicaConfig::new(ReplicaId([1; 16]), token()));
+        let mut session = ReplicaSession::new(ReplicaConfig::new(ReplicaId([1; 16]), write_token("r")));
         let _ = session.start();
         let mut input = vec![0xF1, 1];
         input.extend(bytes);
@@ -82,7 +69,7 @@ fn a_replica_name_holds_a_bounded_number_of_sessions() {
     );
     let hello = Frame::Hello(Hello {
         replica: ReplicaId([1; 16]),
-        token: token(),
+        token: write_token("r"),
     })
     .encode();
     for conn in 0..6 {
