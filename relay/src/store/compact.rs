@@ -49,14 +49,10 @@ impl RedbRelayStore {
                     .range((&id, 0)..=(&id, u64::MAX))?
                     .map(|i| i.map(|(k, _)| k.value().1))
                     .collect::<Result<_, _>>()?;
-                let c = rec.company.as_str();
-                let fold = seqs.len().saturating_sub(KEEP_RECENT_ENTRIES).max(1);
-                let Some(&last) = seqs.get(fold - 1) else {
-                    continue;
-                };
-                if fold == 1 && is_folded(&feed, c, last)? {
+                if seqs.is_empty() {
                     continue;
                 }
+                let fold = seqs.len().saturating_sub(KEEP_RECENT_ENTRIES).max(1);
                 let mut plan = Plan {
                     id,
                     company: rec.company,
@@ -70,6 +66,13 @@ impl RedbRelayStore {
                         plan.origin = fr.origin;
                         plan.parts.push(fr.changes);
                     }
+                }
+                // A lone entry that is already a saved document has nothing left to fold.
+                if let [only] = plan.parts.as_slice()
+                    && fold == 1
+                    && ficha_core::change::is_saved_document(only)
+                {
+                    continue;
                 }
                 plans.push(plan);
             }
@@ -127,17 +130,4 @@ fn fold(plan: &Plan) -> Result<Option<Vec<u8>>, RelayStoreError> {
         return Ok(None);
     }
     Ok(Some(automerge.save()))
-}
-
-/// Whether the entry at `seq` already holds a saved document.
-fn is_folded(
-    feed: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    company: &str,
-    seq: u64,
-) -> Result<bool, RelayStoreError> {
-    let Some(v) = feed.get((company, seq))? else {
-        return Ok(false);
-    };
-    let record: FeedRecord = decode(v.value(), "feed entry")?;
-    Ok(ficha_core::change::is_saved_document(&record.changes))
 }
