@@ -90,7 +90,8 @@ pub async fn revoke(dir: &Path, replica: &str) -> Result<String, Error> {
     }
     let dir = dir.to_path_buf();
     let name = replica.to_string();
-    run_blocking(move || RedbRelayStore::open(&dir)?.revoke(&name)).await?;
+    let now = crate::now_secs();
+    run_blocking(move || RedbRelayStore::open(&dir)?.revoke(&name, now)).await?;
     Ok(format!("revoked {replica}"))
 }
 

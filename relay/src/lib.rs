@@ -145,6 +145,13 @@ pub async fn spawn_with(
     })
 }
 
+/// Seconds since the Unix epoch (0 if the clock reads before it).
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Issues a token signed with the relay's secret in `dir` (creating the secret if needed);
 /// needs no database, so it works while a relay serves from `dir`.
 pub fn issue_token(

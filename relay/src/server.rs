@@ -46,8 +46,9 @@ pub struct Limits {
     pub queue: usize,
     /// How often the background task folds feed entries (see `RedbRelayStore::compact`).
     pub compact_every: Duration,
-    /// Documents folded per pass, so the relay stays responsive.
-    pub compact_batch: usize,
+    /// Bytes of feed entries folded per pass, so the relay stays responsive and compaction's
+    /// memory stays bounded however large the documents are.
+    pub compact_bytes: usize,
     /// How long shutdown waits for sessions to close before returning anyway.
     pub shutdown_grace: Duration,
     /// Upload frames one session may send per second on average. Each costs a durable write;
@@ -67,7 +68,7 @@ impl Default for Limits {
             max_sessions_per_replica: 4,
             queue: 256,
             compact_every: Duration::from_secs(5),
-            compact_batch: 200,
+            compact_bytes: crate::store::COMPACT_BYTES,
             shutdown_grace: Duration::from_secs(5),
             uploads_per_sec: 10.0,
             upload_burst: 50.0,
@@ -305,7 +306,7 @@ async fn compact_forever(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let batch = shared.limits.compact_batch;
+        let batch = shared.limits.compact_bytes;
         let result = blocking(|| lock(&shared.relay).store_mut().compact(batch));
         match result {
             Ok(0) => {}

@@ -47,7 +47,11 @@ async fn revoking_ends_open_sessions_and_refuses_new_ones() {
         .await
         .expect("revoke offline");
     let store = RedbRelayStore::open(dir.path()).expect("open");
-    assert!(store.is_revoked("laptop-7").expect("r") && store.is_revoked("b").expect("r"));
+    let handle = store.handle();
+    assert!(
+        handle.revoked_at("laptop-7").expect("r").is_some()
+            && handle.revoked_at("b").expect("r").is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,16 +138,41 @@ async fn uploads_outside_the_grant_store_nothing() {
             ErrorCode::BadChange,
         ),
     ];
-    for (name, read_only, frame, code) in cases {
+    for (i, (name, read_only, frame, code)) in cases.into_iter().enumerate() {
         let token = issue_token(dir.path(), name, &["acme".into()], read_only, 1).expect("token");
         let mut ws = connect(&relay).await;
+        let id = if i == 0 {
+            me
+        } else {
+            ReplicaId([10 + i as u8; 16])
+        };
         assert!(
-            matches!(hello(&mut ws, me, token).await, Frame::Welcome(_)),
+            matches!(hello(&mut ws, id, token).await, Frame::Welcome(_)),
             "{name} welcomed"
         );
+        let frame = match frame {
+            // Each case speaks as its own replica; w2 forges another's actor on purpose.
+            Frame::Upload(mut u) if name != "w2" && name != "w4" => {
+                u.docs[0].changes = vec![change(id).into()];
+                Frame::Upload(u)
+            }
+            f => f,
+        };
         send(&mut ws, frame).await;
-        assert_eq!(error_code(next(&mut ws).await), Some(code), "{name}");
-        assert!(next(&mut ws).await.is_none(), "{name} closed");
+        // The document is refused and the session goes on: the refusal, then the ack of the
+        // (now empty) rest of the upload.
+        match next(&mut ws).await {
+            Some(Frame::Refused(r)) => {
+                assert_eq!(r.upto, 1, "{name}");
+                assert_eq!(
+                    r.docs.iter().map(|d| (d.doc, d.code)).collect::<Vec<_>>(),
+                    vec![(doc, code)],
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(next(&mut ws).await, Some(Frame::Ack { upto: 1 }), "{name}");
     }
     assert_eq!(metric(&relay, "ficha_changes_stored_total").await, 0);
     assert_eq!(metric(&relay, "ficha_documents").await, 0);

@@ -155,16 +155,12 @@ pub fn relay_with(dir: &Path, docs: &[(DocId, Automerge)]) -> Result<()> {
     let mut store = RedbRelayStore::open(dir)?;
     for chunk in docs.chunks(500) {
         let batch = par_map(chunk, |(id, d)| {
-            Ok(IngestDoc {
-                doc: *id,
-                company: company(),
-                changes: changes(d),
-            })
+            Ok(IngestDoc::applied(*id, company(), changes(d)))
         })?;
         store.ingest(AUTHOR, batch)?;
     }
     // The steady state a serving relay's background compaction reaches.
-    while store.compact(1000)? > 0 {}
+    while store.compact(ficha_relay::store::COMPACT_BYTES)? > 0 {}
     Ok(())
 }
 

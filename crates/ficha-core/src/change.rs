@@ -1,17 +1,39 @@
-//! Validation of incoming Automerge changes.
+//! Parsing and first checks of incoming Automerge changes (see [`crate::admit`] for whether a
+//! change may join its document).
 
 use automerge::Change;
 
 use crate::error::ChangeError;
+use crate::frame::{MAX_CHANGE_BYTES, MAX_ENTRY_BYTES};
+use crate::guard::contain;
 use crate::ids::{ReplicaId, replica_of_actor};
 
-/// Parses one raw change; Automerge verifies its checksum and so its content hash.
+/// Parses one raw change and checks the checksum its header claims.
+///
+/// Automerge 0.12 computes a change's hash from its contents but does not compare it with the
+/// checksum in the header, so an altered change would parse and then fail to load elsewhere.
 pub fn parse(bytes: &[u8]) -> Result<Change, ChangeError> {
-    Change::try_from(bytes).map_err(|e| ChangeError::Unparseable(e.to_string()))
+    let change = contain(|| Change::try_from(bytes))
+        .map_err(ChangeError::Unparseable)?
+        .map_err(|e| ChangeError::Unparseable(e.to_string()))?;
+    let claimed = |b: &[u8]| b.get(4..8).map(<[u8]>::to_vec);
+    let hash = change.hash();
+    let expected = Some(hash.0[..4].to_vec());
+    if claimed(bytes) != expected || claimed(change.raw_bytes()) != expected {
+        return Err(ChangeError::BadChecksum);
+    }
+    Ok(change)
 }
 
-/// Parses a change and checks that `author` wrote it (uploads may carry only own changes).
+/// Parses an uploaded change: at most [`MAX_CHANGE_BYTES`], written by `author` (uploads may
+/// carry only the uploader's own changes).
 pub fn parse_own(bytes: &[u8], author: ReplicaId) -> Result<Change, ChangeError> {
+    if bytes.len() > MAX_CHANGE_BYTES {
+        return Err(ChangeError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_CHANGE_BYTES,
+        });
+    }
     let change = parse(bytes)?;
     if replica_of_actor(change.actor_id()) == Some(author) {
         Ok(change)
@@ -31,6 +53,22 @@ pub fn split(mut bytes: &[u8]) -> Result<Vec<Change>, ChangeError> {
         bytes = &bytes[len..];
     }
     Ok(out)
+}
+
+/// Concatenates changes (Automerge's compressed form, which every loader accepts) into feed
+/// entry payloads of at most [`MAX_ENTRY_BYTES`] each, in order; a change is never split.
+pub fn pack(changes: &mut [Change]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for c in changes {
+        let bytes = c.bytes();
+        match out.last_mut() {
+            Some(last) if last.len() + bytes.len() <= MAX_ENTRY_BYTES => {
+                last.extend_from_slice(&bytes)
+            }
+            _ => out.push(bytes.to_vec()),
+        }
+    }
+    out
 }
 
 /// True when `bytes` are exactly one saved Automerge document (not changes).
@@ -92,6 +130,25 @@ mod tests {
         bytes[last] ^= 0xff;
         assert!(parse(&bytes).is_err());
         assert!(parse(&bytes[..5]).is_err());
+    }
+
+    #[test]
+    fn a_header_checksum_that_does_not_match_is_refused() {
+        for c in changes_by(ReplicaId([1; 16]), 3) {
+            let mut bytes = c.raw_bytes().to_vec();
+            assert!(parse(&bytes).is_ok());
+            bytes[5] ^= 0x01;
+            assert_eq!(parse(&bytes).err(), Some(ChangeError::BadChecksum));
+        }
+    }
+
+    #[test]
+    fn uploads_larger_than_the_limit_are_refused_before_parsing() {
+        let big = vec![0u8; MAX_CHANGE_BYTES + 1];
+        assert!(matches!(
+            parse_own(&big, ReplicaId([1; 16])),
+            Err(ChangeError::TooLarge { .. })
+        ));
     }
 
     #[test]

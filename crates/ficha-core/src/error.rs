@@ -59,10 +59,50 @@ pub enum TokenError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChangeError {
-    /// Bytes that are not one valid Automerge change (this includes a wrong hash/checksum).
+    /// Bytes that are not one valid Automerge change.
     #[error("change does not parse: {0}")]
     Unparseable(String),
+    /// The checksum in the change's header does not match its contents (altered in transit or
+    /// forged).
+    #[error("change header checksum does not match its contents")]
+    BadChecksum,
     /// Written under an actor that is not the uploading replica's.
     #[error("change was written by another replica's actor")]
     ForeignActor,
+    /// Larger than any replica accepts.
+    #[error("change of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The most accepted.
+        limit: usize,
+    },
+    /// Its sequence number skips ahead of the actor's previous change in the document.
+    #[error(
+        "change {found} of its actor does not follow change {previous}: a sequence number was skipped"
+    )]
+    SeqGap {
+        /// The actor's last sequence number in the document.
+        previous: u64,
+        /// The sequence number the change claims.
+        found: u64,
+    },
+    /// Its (actor, sequence number) is already used in the document by a different change.
+    #[error("sequence number {seq} of its actor is already used by another change")]
+    SeqReused {
+        /// The sequence number claimed twice.
+        seq: u64,
+    },
+    /// Its operation ids overlap those of a change it follows.
+    #[error("operation ids from {start_op} overlap those of an earlier change")]
+    OpsOverlap {
+        /// The first operation id the change claims.
+        start_op: u64,
+    },
+    /// Carries an author footer anywhere but on its actor's first change.
+    #[error("an author may only be named by an actor's first change")]
+    LateAuthor,
+    /// Automerge refused to apply it to the document (or failed while applying it).
+    #[error("change does not apply to its document: {0}")]
+    DoesNotApply(String),
 }

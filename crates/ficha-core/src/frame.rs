@@ -14,6 +14,15 @@ pub const MAGIC: u8 = 0xF1;
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Default largest frame a peer accepts (also the WebSocket message limit).
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest single change a replica makes or the relay accepts: a quarter of a frame, so an
+/// upload of one change always fits.
+pub const MAX_CHANGE_BYTES: usize = DEFAULT_MAX_FRAME / 4;
+/// Largest feed entry the relay stores or produces (compaction included): half a frame, so a
+/// page of one entry always fits, whatever its framing.
+pub const MAX_ENTRY_BYTES: usize = DEFAULT_MAX_FRAME / 2;
+/// Largest first frame of a connection (the hello: an id and a token) before the token is
+/// checked, so a stranger cannot make the relay buffer a large message.
+pub const MAX_HELLO_BYTES: usize = 16 * 1024;
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +88,34 @@ pub enum Frame {
         /// The document.
         doc: DocId,
         /// The encoded `automerge::sync::Message`, or `None` when this side has nothing to say.
+        /// From the relay, `None` ends the document's repair on both sides.
         #[serde(with = "serde_bytes")]
         message: Option<Vec<u8>>,
     },
+    /// Relay → replica: documents of the upload ending at `upto` that were not stored, for a
+    /// reason that will not change by sending them again; sent before that upload's `Ack`,
+    /// which covers the rest of it.
+    Refused(Refusals),
+}
+
+/// Documents of one upload the relay refused, each for its own reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// The outbox position the upload ended at.
+    pub upto: u64,
+    /// The refused documents.
+    pub docs: Vec<RefusedDoc>,
+}
+
+/// One document whose changes in an upload were not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedDoc {
+    /// The document.
+    pub doc: DocId,
+    /// Why, for machines.
+    pub code: ErrorCode,
+    /// Why, for people.
+    pub message: String,
 }
 
 /// Opens a session.
@@ -254,6 +288,7 @@ impl Frame {
             Frame::Reconcile { .. } => "reconcile",
             Frame::ReconcileDiff { .. } => "reconcile_diff",
             Frame::DocSync { .. } => "doc_sync",
+            Frame::Refused(_) => "refused",
         }
     }
 }

@@ -13,11 +13,13 @@
 //! that differ. Local changes go up from a durable outbox and leave it only when the relay
 //! acknowledges them as durably stored.
 
+pub mod admit;
 pub mod blob;
 pub mod change;
 pub mod digest;
 pub mod error;
 pub mod frame;
+pub mod guard;
 pub mod ids;
 pub mod mem;
 pub mod relay;

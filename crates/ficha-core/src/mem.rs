@@ -6,10 +6,12 @@ use std::convert::Infallible;
 use automerge::ReadDoc;
 use automerge::{ActorId, Automerge, Change, ChangeHash};
 
+use crate::change;
 use crate::digest::{DocDigests, heads_digest};
-use crate::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, Upload};
+use crate::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, RefusedDoc, Upload};
+use crate::guard::contain;
 use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
-use crate::relay::{IngestDoc, RelayStore};
+use crate::relay::{Binding, IngestDoc, LoadedDoc, NewEntry, RelayStore};
 use crate::replica::ReplicaStore;
 
 /// A replica's durable state, in memory.
@@ -21,6 +23,24 @@ pub struct MemReplicaStore {
     docs: BTreeMap<DocId, (Company, Automerge)>,
     outbox: BTreeMap<u64, (DocId, Company, Vec<u8>)>,
     next_outbox: u64,
+    refused: BTreeMap<u64, (DocId, String)>,
+    quarantined: BTreeMap<DocId, (Company, String)>,
+}
+
+/// Merges bytes into a document; on failure the document is left as it was.
+fn merge(doc: &mut Automerge, bytes: &[u8]) -> Result<(), String> {
+    let before = doc.clone();
+    match contain(|| doc.load_incremental(bytes)) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            *doc = before;
+            Err(e.to_string())
+        }
+        Err(panic) => {
+            *doc = before;
+            Err(panic)
+        }
+    }
 }
 
 impl MemReplicaStore {
@@ -69,6 +89,26 @@ impl MemReplicaStore {
     pub fn forget_epoch(&mut self) {
         self.epoch = None;
         self.checkpoints.clear();
+    }
+
+    /// Outbox entries the relay refused for good, with the reason.
+    pub fn refused(&self) -> Vec<(DocId, String)> {
+        self.refused.values().cloned().collect()
+    }
+
+    /// Documents in quarantine, with the reason.
+    pub fn quarantine_list(&self) -> Vec<(DocId, String)> {
+        self.quarantined
+            .iter()
+            .map(|(d, (_, r))| (*d, r.clone()))
+            .collect()
+    }
+
+    /// Queues raw change bytes for upload as if this replica had made them (hostile tests).
+    pub fn push_outbox(&mut self, doc: DocId, company: &Company, bytes: Vec<u8>) {
+        self.next_outbox += 1;
+        self.outbox
+            .insert(self.next_outbox, (doc, company.clone(), bytes));
     }
 }
 
@@ -132,12 +172,20 @@ impl ReplicaStore for MemReplicaStore {
 
     fn apply_feed(&mut self, page: &FeedPage) -> Result<(), Infallible> {
         for entry in &page.entries {
-            let (_, doc) = self
+            if entry.changes.is_empty() {
+                continue;
+            }
+            let (company, doc) = self
                 .docs
                 .entry(entry.doc)
                 .or_insert_with(|| (page.company.clone(), Automerge::new()));
-            // The relay validated these bytes; a bad chunk is skipped rather than fatal here.
-            let _ = doc.load_incremental(&entry.changes);
+            if *company != page.company {
+                continue;
+            }
+            if let Err(reason) = merge(doc, &entry.changes) {
+                self.quarantined
+                    .insert(entry.doc, (page.company.clone(), reason));
+            }
         }
         self.checkpoints.insert(page.company.clone(), page.upto);
         Ok(())
@@ -166,7 +214,69 @@ impl ReplicaStore for MemReplicaStore {
             .docs
             .entry(*doc)
             .or_insert_with(|| (company.clone(), Automerge::new()));
-        let _ = d.apply_changes(changes);
+        let bytes: Vec<u8> = changes
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect();
+        if let Err(reason) = merge(d, &bytes) {
+            self.quarantined.insert(*doc, (company.clone(), reason));
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, refused: &[RefusedDoc]) -> Result<(), Infallible> {
+        for r in refused {
+            let seqs: Vec<u64> = self
+                .outbox
+                .iter()
+                .filter(|(_, (d, _, _))| *d == r.doc)
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in seqs {
+                self.outbox.remove(&seq);
+                self.refused.insert(seq, (r.doc, r.message.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn requeue(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<(), Infallible> {
+        // The changes still waiting in the outbox are among these, and must go up in this
+        // order: one actor's changes in sequence, or the relay refuses the gap.
+        self.outbox.retain(|_, (d, _, _)| d != doc);
+        for c in changes {
+            self.push_outbox(*doc, company, c.raw_bytes().to_vec());
+        }
+        Ok(())
+    }
+
+    fn quarantine(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        reason: &str,
+    ) -> Result<(), Infallible> {
+        self.quarantined
+            .insert(*doc, (company.clone(), reason.to_string()));
+        Ok(())
+    }
+
+    fn quarantined(&self, company: &Company) -> Result<Vec<DocId>, Infallible> {
+        Ok(self
+            .quarantined
+            .iter()
+            .filter(|(_, (c, _))| c == company)
+            .map(|(d, _)| *d)
+            .collect())
+    }
+
+    fn unquarantine(&mut self, doc: &DocId) -> Result<(), Infallible> {
+        self.quarantined.remove(doc);
         Ok(())
     }
 }
@@ -175,13 +285,15 @@ struct RelayDoc {
     company: Company,
     hashes: BTreeSet<ChangeHash>,
     heads: Vec<ChangeHash>,
+    parked: Vec<Change>,
 }
 
 /// A relay's durable state, in memory.
 pub struct MemRelayStore {
     epoch: RelayEpoch,
-    bindings: BTreeMap<String, ReplicaId>,
-    revoked: BTreeSet<String>,
+    names: BTreeMap<String, ReplicaId>,
+    ids: BTreeMap<ReplicaId, String>,
+    revoked: BTreeMap<String, u64>,
     feeds: BTreeMap<Company, Vec<(FeedEntry, ReplicaId)>>,
     docs: BTreeMap<DocId, RelayDoc>,
 }
@@ -191,19 +303,20 @@ impl MemRelayStore {
     pub fn new(epoch: RelayEpoch) -> Self {
         Self {
             epoch,
-            bindings: BTreeMap::new(),
-            revoked: BTreeSet::new(),
+            names: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            revoked: BTreeMap::new(),
             feeds: BTreeMap::new(),
             docs: BTreeMap::new(),
         }
     }
 
-    /// Revokes every token of a replica name.
-    pub fn revoke(&mut self, name: &str) {
-        self.revoked.insert(name.to_string());
+    /// Revokes every token of a replica name issued at or before `at`.
+    pub fn revoke(&mut self, name: &str, at: u64) {
+        self.revoked.insert(name.to_string(), at);
     }
 
-    /// Every change hash stored for a document.
+    /// Every change hash stored (applied) for a document.
     pub fn hashes(&self, doc: &DocId) -> BTreeSet<ChangeHash> {
         self.docs
             .get(doc)
@@ -214,6 +327,14 @@ impl MemRelayStore {
     /// Every document id stored.
     pub fn doc_ids(&self) -> Vec<DocId> {
         self.docs.keys().copied().collect()
+    }
+
+    /// The feed of a company, as stored.
+    pub fn feed(&self, company: &Company) -> Vec<FeedEntry> {
+        self.feeds
+            .get(company)
+            .map(|f| f.iter().map(|(e, _)| e.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -232,12 +353,20 @@ impl RelayStore for MemRelayStore {
         self.epoch
     }
 
-    fn is_revoked(&self, name: &str) -> Result<bool, Infallible> {
-        Ok(self.revoked.contains(name))
+    fn revoked_at(&self, name: &str) -> Result<Option<u64>, Infallible> {
+        Ok(self.revoked.get(name).copied())
     }
 
-    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<bool, Infallible> {
-        Ok(*self.bindings.entry(name.to_string()).or_insert(id) == id)
+    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<Binding, Infallible> {
+        match (self.names.get(name), self.ids.get(&id)) {
+            (Some(bound), _) if *bound != id => Ok(Binding::NameTaken),
+            (_, Some(bound)) if bound != name => Ok(Binding::IdTaken),
+            _ => {
+                self.names.insert(name.to_string(), id);
+                self.ids.insert(id, name.to_string());
+                Ok(Binding::Bound)
+            }
+        }
     }
 
     fn read_feed(
@@ -268,39 +397,57 @@ impl RelayStore for MemRelayStore {
         &mut self,
         origin: ReplicaId,
         docs: Vec<IngestDoc>,
-    ) -> Result<Vec<(Company, FeedEntry)>, Infallible> {
+    ) -> Result<Vec<NewEntry>, Infallible> {
         let mut out = Vec::new();
         for IngestDoc {
             doc,
             company,
-            changes,
+            applied,
+            parked,
+            unparked,
+            uploader_holds,
         } in docs
         {
             let rd = self.docs.entry(doc).or_insert_with(|| RelayDoc {
                 company: company.clone(),
                 hashes: BTreeSet::new(),
                 heads: Vec::new(),
+                parked: Vec::new(),
             });
-            let mut bytes = Vec::new();
-            for mut c in changes {
-                if rd.hashes.insert(c.hash()) {
-                    advance_heads(&mut rd.heads, &c);
-                    bytes.extend_from_slice(&c.bytes());
-                }
-            }
-            if bytes.is_empty() {
-                continue;
+            rd.parked.retain(|p| !unparked.contains(&p.hash()));
+            rd.parked.extend(parked);
+            let mut new: Vec<Change> = applied
+                .into_iter()
+                .filter(|c| rd.hashes.insert(c.hash()))
+                .collect();
+            for c in &new {
+                advance_heads(&mut rd.heads, c);
             }
             let feed = self.feeds.entry(company.clone()).or_default();
-            let entry = FeedEntry {
-                seq: feed.len() as u64 + 1,
-                doc,
-                changes: bytes,
-            };
-            feed.push((entry.clone(), origin));
-            out.push((company, entry));
+            for bytes in change::pack(&mut new) {
+                let entry = FeedEntry {
+                    seq: feed.len() as u64 + 1,
+                    doc,
+                    changes: bytes,
+                };
+                feed.push((entry.clone(), origin));
+                out.push(NewEntry {
+                    company: company.clone(),
+                    entry,
+                    uploader_holds,
+                });
+            }
         }
         Ok(out)
+    }
+
+    fn parked_count(&self, company: &Company) -> Result<usize, Infallible> {
+        Ok(self
+            .docs
+            .values()
+            .filter(|d| &d.company == company)
+            .map(|d| d.parked.len())
+            .sum())
     }
 
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), Infallible> {
@@ -314,11 +461,12 @@ impl RelayStore for MemRelayStore {
         Ok((head, docs))
     }
 
-    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Infallible> {
+    fn load_doc(&self, doc: &DocId) -> Result<Option<LoadedDoc>, Infallible> {
         let Some(rd) = self.docs.get(doc) else {
             return Ok(None);
         };
         let mut d = Automerge::new();
+        let mut bytes = 0;
         for (entry, _) in self
             .feeds
             .get(&rd.company)
@@ -326,10 +474,15 @@ impl RelayStore for MemRelayStore {
             .unwrap_or(&[])
         {
             if entry.doc == *doc {
+                bytes += entry.changes.len();
                 let _ = d.load_incremental(&entry.changes);
             }
         }
-        Ok(Some(d))
+        Ok(Some(LoadedDoc {
+            doc: d,
+            parked: rd.parked.clone(),
+            bytes,
+        }))
     }
 
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), Infallible> {

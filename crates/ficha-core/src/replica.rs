@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change};
+use automerge::{Automerge, Change, ChangeHash};
 use thiserror::Error;
 
 use crate::digest::{DocDigests, bucket_digests, bucket_of};
-use crate::frame::{ErrorFrame, FeedPage, Frame, Hello, Upload};
-use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
+use crate::frame::{ErrorFrame, FeedPage, Frame, Hello, Refusals, RefusedDoc, Upload};
+use crate::guard::contain;
+use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq, replica_of_actor};
 
 /// What a replica must persist for sync. Every mutating call is one durable transaction.
 pub trait ReplicaStore {
@@ -52,6 +53,29 @@ pub trait ReplicaStore {
         doc: &DocId,
         changes: Vec<Change>,
     ) -> Result<(), Self::Error>;
+    /// Moves every outbox entry of these documents to the list of refused changes, with the
+    /// relay's reason: sending them again cannot succeed, and they must not hold up the rest.
+    fn refuse(&mut self, refused: &[RefusedDoc]) -> Result<(), Self::Error>;
+    /// Queues this replica's own changes that the relay lacks (found by repair) for upload, in
+    /// the order given, replacing the document's entries already in the outbox (which are
+    /// among them).
+    fn requeue(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<(), Self::Error>;
+    /// Sets a document aside as one whose data from the relay could not be applied.
+    fn quarantine(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        reason: &str,
+    ) -> Result<(), Self::Error>;
+    /// The company's documents in quarantine, to retry by repair.
+    fn quarantined(&self, company: &Company) -> Result<Vec<DocId>, Self::Error>;
+    /// Ends a document's quarantine once a repair brought it what the relay has.
+    fn unquarantine(&mut self, doc: &DocId) -> Result<(), Self::Error>;
 }
 
 /// Settings of a replica session.
@@ -95,14 +119,6 @@ pub enum SessionError<E: std::error::Error + 'static> {
     /// The local store failed.
     #[error("local store: {0}")]
     Store(#[source] E),
-    /// Automerge refused data during repair.
-    #[error("document {doc}: {message}")]
-    Document {
-        /// The document.
-        doc: DocId,
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// Where one company stands in this session.
@@ -119,7 +135,9 @@ pub enum CompanyPhase {
 struct Repair {
     queue: VecDeque<DocId>,
     active: BTreeMap<DocId, (Automerge, sync::State)>,
-    head: Seq,
+    /// The feed head to resume from once done; None for a retry of quarantined documents,
+    /// which moves no checkpoint and holds up no upload.
+    head: Option<Seq>,
 }
 
 /// One replica ↔ relay session.
@@ -180,6 +198,7 @@ impl ReplicaSession {
     pub fn is_synced(&self) -> bool {
         self.welcomed
             && self.upload_in_flight.is_none()
+            && self.repairs.is_empty()
             && (self.outbox_empty || !self.may_write_anything())
             && self.phases.values().all(|p| *p == CompanyPhase::Live)
     }
@@ -207,6 +226,7 @@ impl ReplicaSession {
             Frame::Feed(page) => self.on_feed(store, page),
             Frame::CaughtUp { company, upto } => self.on_caught_up(company, upto),
             Frame::Ack { upto } => self.on_ack(store, upto),
+            Frame::Refused(r) => self.on_refused(store, r),
             Frame::ReconcileDiff {
                 company,
                 head,
@@ -253,7 +273,20 @@ impl ReplicaSession {
                     .insert(company.clone(), CompanyPhase::Reconciling);
                 out.push(Frame::Reconcile { company, buckets });
             } else {
-                out.push(self.subscribe(store, company)?);
+                out.push(self.subscribe(store, company.clone())?);
+                let quarantined = store.quarantined(&company).map_err(SessionError::Store)?;
+                if !quarantined.is_empty() {
+                    tracing::info!(%company, docs = quarantined.len(), "retrying quarantined documents by repair");
+                    self.repairs.insert(
+                        company.clone(),
+                        Repair {
+                            queue: quarantined.into(),
+                            active: BTreeMap::new(),
+                            head: None,
+                        },
+                    );
+                    out.extend(self.pump_repair(store, company)?);
+                }
             }
         }
         out.extend(self.next_upload(store)?);
@@ -312,10 +345,26 @@ impl ReplicaSession {
         self.next_upload(store)
     }
 
+    fn on_refused<S: ReplicaStore>(&mut self, store: &mut S, r: Refusals) -> Out<S::Error> {
+        if self.upload_in_flight.is_none_or(|u| r.upto > u) {
+            tracing::debug!(
+                upto = r.upto,
+                "ignoring refusals that match no upload in flight"
+            );
+            return Ok(Vec::new());
+        }
+        for d in &r.docs {
+            tracing::warn!(doc = %d.doc, code = ?d.code, reason = %d.message, "the relay refused a document's changes");
+        }
+        store.refuse(&r.docs).map_err(SessionError::Store)?;
+        Ok(Vec::new())
+    }
+
     fn next_upload<S: ReplicaStore>(&mut self, store: &S) -> Out<S::Error> {
         // During a repair the relay may lack the history our outbox changes depend on; the
-        // repair sends that history first, so uploads wait until it is done.
-        let repairing = !self.repairs.is_empty()
+        // repair finds our own changes it lacks and queues them first, so uploads wait until
+        // it is done.
+        let repairing = self.repairs.values().any(|r| r.head.is_some())
             || self
                 .phases
                 .values()
@@ -363,12 +412,20 @@ impl ReplicaSession {
             .filter(|(d, _)| wanted.contains(&bucket_of(d)))
             .collect();
         let theirs: BTreeMap<DocId, [u8; 32]> = theirs.into_iter().collect();
+        // Quarantined documents are repaired whatever their digests say: what the relay has
+        // may now apply.
+        let quarantined: BTreeSet<DocId> = store
+            .quarantined(&company)
+            .map_err(SessionError::Store)?
+            .into_iter()
+            .collect();
         let differing: VecDeque<DocId> = mine
             .keys()
             .chain(theirs.keys())
+            .chain(quarantined.iter())
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .filter(|d| mine.get(d) != theirs.get(d))
+            .filter(|d| mine.get(d) != theirs.get(d) || quarantined.contains(d))
             .copied()
             .collect();
         tracing::info!(%company, docs = differing.len(), "repairing documents that differ");
@@ -377,7 +434,7 @@ impl ReplicaSession {
             Repair {
                 queue: differing,
                 active: BTreeMap::new(),
-                head,
+                head: Some(head),
             },
         );
         self.pump_repair(store, company)
@@ -408,11 +465,16 @@ impl ReplicaSession {
         if repair.active.is_empty() && repair.queue.is_empty() {
             let head = repair.head;
             self.repairs.remove(&company);
-            store
-                .set_checkpoint(&company, head)
-                .map_err(SessionError::Store)?;
-            tracing::info!(%company, head, "repair finished; following the feed");
-            out.push(self.subscribe(store, company)?);
+            match head {
+                Some(head) => {
+                    store
+                        .set_checkpoint(&company, head)
+                        .map_err(SessionError::Store)?;
+                    tracing::info!(%company, head, "repair finished; following the feed");
+                    out.push(self.subscribe(store, company)?);
+                }
+                None => tracing::info!(%company, "quarantined documents retried"),
+            }
             out.extend(self.next_upload(store)?);
         }
         Ok(out)
@@ -425,6 +487,7 @@ impl ReplicaSession {
         doc_id: DocId,
         message: Option<Vec<u8>>,
     ) -> Out<S::Error> {
+        let me = self.cfg.replica;
         let Some((doc, state)) = self
             .repairs
             .get_mut(&company)
@@ -434,34 +497,112 @@ impl ReplicaSession {
                 "sync message for {doc_id}, which is not being repaired"
             )));
         };
-        let doc_err = |e: &dyn std::fmt::Display| SessionError::Document {
-            doc: doc_id,
-            message: e.to_string(),
-        };
-        if let Some(bytes) = message {
-            let before = doc.get_heads();
-            let msg = sync::Message::decode(&bytes).map_err(|e| doc_err(&e))?;
-            doc.receive_sync_message(state, msg)
-                .map_err(|e| doc_err(&e))?;
-            let learnt: Vec<Change> = doc.get_changes(&before);
-            if !learnt.is_empty() {
-                store
-                    .apply_changes(&company, &doc_id, learnt)
-                    .map_err(SessionError::Store)?;
+        let mut tell_relay = false;
+        let step = match message {
+            // The relay has said all it has: this document's repair ends here.
+            None => Ok(None),
+            Some(bytes) => {
+                let before = doc.get_heads();
+                contain(|| {
+                    let msg = sync::Message::decode(&bytes).map_err(|e| e.to_string())?;
+                    doc.receive_sync_message(state, msg)
+                        .map_err(|e| e.to_string())?;
+                    let learnt: Vec<Change> = doc.get_changes(&before);
+                    let reply = doc.generate_sync_message(state).map(|m| m.encode());
+                    Ok::<_, String>((learnt, reply))
+                })
+                .and_then(|r| r)
+                .map(Some)
             }
-        }
-        match doc.generate_sync_message(state) {
-            Some(reply) => Ok(vec![Frame::DocSync {
+        };
+        let reply = match step {
+            Err(reason) => {
+                // Nothing of this document is trusted; every other one goes on.
+                tracing::warn!(doc = %doc_id, %reason, "quarantining a document the relay's repair could not apply");
+                store
+                    .quarantine(&company, &doc_id, &reason)
+                    .map_err(SessionError::Store)?;
+                self.finish_doc(&company, &doc_id);
+                let mut out = vec![Frame::DocSync {
+                    company: company.clone(),
+                    doc: doc_id,
+                    message: None,
+                }];
+                out.extend(self.pump_repair(store, company)?);
+                return Ok(out);
+            }
+            Ok(None) => None,
+            Ok(Some((learnt, reply))) => {
+                if !learnt.is_empty() {
+                    store
+                        .apply_changes(&company, &doc_id, learnt)
+                        .map_err(SessionError::Store)?;
+                }
+                if reply.is_none() {
+                    tell_relay = true;
+                }
+                reply
+            }
+        };
+        if let Some(reply) = reply {
+            return Ok(vec![Frame::DocSync {
                 company,
                 doc: doc_id,
-                message: Some(reply.encode()),
-            }]),
-            None => {
-                if let Some(r) = self.repairs.get_mut(&company) {
-                    r.active.remove(&doc_id);
-                }
-                self.pump_repair(store, company)
-            }
+                message: Some(reply),
+            }]);
+        }
+        // Done: what of ours does the relay still lack? Its own history only comes back from
+        // the replicas that wrote it, through their outboxes.
+        // Read from the store, not the copy being synced: edits made during the repair are in
+        // the outbox, and requeueing replaces the document's entries there.
+        let stored = store.load_doc(&doc_id).map_err(SessionError::Store)?;
+        let own = match (
+            stored,
+            self.repairs
+                .get(&company)
+                .and_then(|r| r.active.get(&doc_id)),
+        ) {
+            (Some(doc), Some((_, state))) => own_changes_missing(&doc, state, me),
+            _ => Vec::new(),
+        };
+        if !own.is_empty() {
+            tracing::info!(doc = %doc_id, changes = own.len(), "queueing own changes the relay lost");
+            store
+                .requeue(&company, &doc_id, own)
+                .map_err(SessionError::Store)?;
+        }
+        store.unquarantine(&doc_id).map_err(SessionError::Store)?;
+        self.finish_doc(&company, &doc_id);
+        let mut out = Vec::new();
+        if tell_relay {
+            out.push(Frame::DocSync {
+                company: company.clone(),
+                doc: doc_id,
+                message: None,
+            });
+        }
+        out.extend(self.pump_repair(store, company)?);
+        Ok(out)
+    }
+
+    fn finish_doc(&mut self, company: &Company, doc: &DocId) {
+        if let Some(r) = self.repairs.get_mut(company) {
+            r.active.remove(doc);
         }
     }
+}
+
+/// This replica's changes (any incarnation) that the other side, at its last heads, lacks.
+fn own_changes_missing(doc: &Automerge, state: &sync::State, me: ReplicaId) -> Vec<Change> {
+    let theirs: Vec<ChangeHash> = state
+        .their_heads
+        .iter()
+        .flatten()
+        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
+        .copied()
+        .collect();
+    doc.get_changes(&theirs)
+        .into_iter()
+        .filter(|c| replica_of_actor(c.actor_id()) == Some(me))
+        .collect()
 }

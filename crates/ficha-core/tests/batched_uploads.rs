@@ -1,12 +1,14 @@
 //! Uploads received back to back are stored together and acknowledged once, with the same
-//! result as one by one; a refused upload in a batch keeps what came before it and nothing after.
+//! result as one by one; a document refused in a batch is reported and holds up nothing else.
 
 mod common;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
 use common::{SECRET, acme, write_token};
-use ficha_core::frame::{ByteBuf, DEFAULT_MAX_FRAME, DocChanges, FeedEntry, Frame, Hello, Upload};
+use ficha_core::frame::{
+    ByteBuf, DEFAULT_MAX_FRAME, DocChanges, ErrorCode, FeedEntry, Frame, Hello, Upload,
+};
 use ficha_core::ids::actor_for;
 use ficha_core::mem::MemRelayStore;
 use ficha_core::relay::{ConnId, Output, Relay, RelayConfig};
@@ -137,30 +139,58 @@ fn a_batch_is_stored_and_pushed_as_one_and_acknowledged_once() {
 }
 
 #[test]
-fn a_refused_upload_keeps_what_came_before_it_and_nothing_after() {
+fn a_refused_document_is_reported_and_the_rest_of_the_batch_is_stored() {
     let mut frames = uploads(ReplicaId([1; 16]));
-    // The third upload carries a change written under another replica's actor: forged.
+    // The third upload (document 1) carries a change written under another replica's actor.
     frames[2] = uploads(ReplicaId([7; 16])).swap_remove(2);
     let mut relay = relay();
     let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     let out = relay.receive_batch(WRITER, &slices, 10);
 
+    let to_writer = frames_to(&out, WRITER);
+    let refused: Vec<(u64, DocId, ErrorCode)> = to_writer
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Refused(r) => Some(r.docs.iter().map(move |d| (r.upto, d.doc, d.code))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    // The forged change, then document 1's next change, which followed it: neither applies.
     assert_eq!(
-        acks(&out),
-        vec![2],
-        "the two valid uploads before it are acknowledged"
+        refused,
+        vec![
+            (3, DocId([1; 16]), ErrorCode::BadChange),
+            (5, DocId([1; 16]), ErrorCode::BadChange)
+        ]
     );
-    let stored: Vec<u64> = entries(&out).iter().map(|e| e.seq).collect();
-    assert_eq!(stored, vec![1, 2]);
+    let last_refusal = to_writer
+        .iter()
+        .rposition(|f| matches!(f, Frame::Refused(_)))
+        .expect("refusals");
+    let ack = to_writer
+        .iter()
+        .position(|f| matches!(f, Frame::Ack { upto: 5 }))
+        .expect("one cumulative ack");
     assert!(
-        frames_to(&out, WRITER)
+        last_refusal < ack,
+        "refusals come before the ack they qualify"
+    );
+    let stored: Vec<(u64, DocId)> = entries(&out).iter().map(|e| (e.seq, e.doc)).collect();
+    assert_eq!(
+        stored,
+        vec![
+            (1, DocId([1; 16])),
+            (2, DocId([2; 16])),
+            (3, DocId([2; 16]))
+        ],
+        "uploads 1, 2 and 4 are stored"
+    );
+    assert!(
+        !to_writer
             .iter()
             .any(|f| matches!(f, Frame::Error(e) if e.fatal)),
-        "the forger is told why"
+        "the session goes on"
     );
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Close(c) if *c == WRITER))
-    );
-    assert_eq!(relay.session_count(), 1, "only the reader is left");
+    assert_eq!(relay.session_count(), 2);
 }

@@ -4,7 +4,12 @@
 //! (new incarnation), relay restarts from its stored state and relay replacement by an empty
 //! database (a new epoch: replicas must repair and re-upload). After healing, every replica
 //! must hold exactly what the relay holds for its companies, and every change ever made must
-//! be there. Seeded: a failure prints `FICHA_SIM_SEED=<n>` to replay it alone.
+//! be there. A second run adds a hostile replica with a valid token that sends every class of
+//! bad upload (`sim_attacks`): the honest replicas must still converge, refuse nothing of
+//! their own and quarantine nothing. Seeded: a failure prints `FICHA_SIM_SEED=<n>` to replay
+//! it alone.
+
+mod sim_attacks;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -36,6 +41,8 @@ struct Replica {
     incarnation: u32,
     conn: Option<Conn>,
     token: String,
+    /// Sends attacks instead of edits; left out of every check.
+    hostile: bool,
 }
 
 struct World {
@@ -48,6 +55,8 @@ struct World {
     log: Vec<String>,
     /// Per replica, the heads of each document as last read there (for monotonic reads).
     observed: Vec<BTreeMap<DocId, Vec<ChangeHash>>>,
+    /// Fresh actors the hostile replica has used.
+    attacks: u32,
 }
 
 fn company(s: &str) -> Company {
@@ -55,7 +64,7 @@ fn company(s: &str) -> Company {
 }
 
 impl World {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, hostile: bool) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let grants = [
             vec!["acme", "beta"],
@@ -64,7 +73,7 @@ impl World {
             vec!["beta"],
         ];
         let n = rng.random_range(3..=4);
-        let replicas = (0..n)
+        let mut replicas: Vec<Replica> = (0..n)
             .map(|i| {
                 let companies: Vec<Company> = grants[i].iter().map(|c| company(c)).collect();
                 let token = sign(
@@ -84,9 +93,32 @@ impl World {
                     incarnation: 1,
                     conn: None,
                     token,
+                    hostile: false,
                 }
             })
             .collect();
+        if hostile {
+            let companies = vec![company("acme")];
+            let token = sign(
+                &SECRET,
+                &Claims {
+                    replica: "mallory".into(),
+                    companies: companies.clone(),
+                    write: true,
+                    issued_at: 0,
+                    expires_at: NOW * 10,
+                },
+            );
+            replicas.push(Replica {
+                id: ReplicaId([0xEE; 16]),
+                companies,
+                store: MemReplicaStore::default(),
+                incarnation: 1,
+                conn: None,
+                token,
+                hostile: true,
+            });
+        }
         let epoch = RelayEpoch(rng.random());
         Self {
             rng,
@@ -104,6 +136,51 @@ impl World {
             faults: true,
             log: Vec::new(),
             observed: Vec::new(),
+            attacks: 0,
+        }
+    }
+
+    /// The hostile replica sends one attack, if connected.
+    fn attack(&mut self, r: usize) {
+        let victims: Vec<ReplicaId> = self
+            .replicas
+            .iter()
+            .filter(|x| !x.hostile)
+            .map(|x| x.id)
+            .collect();
+        // Ids of another company's documents that have reached the relay (an id could leak
+        // once it is in use; one still offline cannot be known).
+        let beta = company("beta");
+        let foreign: Vec<DocId> = self
+            .made
+            .keys()
+            .filter(|d| {
+                self.relay
+                    .as_ref()
+                    .and_then(|r| ficha_core::relay::RelayStore::doc_company(r.store(), d).ok())
+                    .flatten()
+                    .as_ref()
+                    == Some(&beta)
+            })
+            .copied()
+            .collect();
+        let rep = &self.replicas[r];
+        if rep.conn.is_none() {
+            return;
+        }
+        let acme = company("acme");
+        let mut target = sim_attacks::Target {
+            me: rep.id,
+            company: &acme,
+            store: &rep.store,
+            victims: &victims,
+            foreign_docs: &foreign,
+            next_actor: &mut self.attacks,
+        };
+        let attack = sim_attacks::craft(&mut target, &mut self.rng);
+        self.log.push(format!("attack: {}", attack.what));
+        if let Some(c) = self.replicas[r].conn.as_mut() {
+            c.to_relay.push_back(attack.bytes);
         }
     }
 
@@ -265,6 +342,7 @@ impl World {
     fn step(&mut self) {
         let r = self.rng.random_range(0..self.replicas.len());
         match self.rng.random_range(0..100) {
+            0..=24 if self.replicas[r].hostile => self.attack(r),
             0..=24 => self.edit(r),
             25..=84 => {
                 let to_relay = self.rng.random_bool(0.5);
@@ -353,6 +431,9 @@ impl World {
         self.observed
             .resize_with(self.replicas.len(), BTreeMap::new);
         for (i, r) in self.replicas.iter().enumerate() {
+            if r.hostile {
+                continue;
+            }
             for (doc, heads) in &self.observed[i] {
                 let d = r
                     .store
@@ -377,9 +458,29 @@ impl World {
         for (doc, (company, hashes)) in &self.made {
             let at_relay = store.hashes(doc);
             if !hashes.is_subset(&at_relay) {
-                return Err(format!("relay lost changes of {doc}"));
+                let refused: Vec<_> = self.replicas.iter().map(|r| r.store.refused()).collect();
+                let quarantined: Vec<_> = self
+                    .replicas
+                    .iter()
+                    .map(|r| r.store.quarantine_list())
+                    .collect();
+                let outboxes: Vec<_> = self.replicas.iter().map(|r| r.store.outbox_len()).collect();
+                let parked = ficha_core::relay::RelayStore::parked_count(store, company);
+                let holders: Vec<_> = self
+                    .replicas
+                    .iter()
+                    .map(|r| r.store.doc(doc).map(|d| d.get_changes(&[]).len()))
+                    .collect();
+                let missing = hashes.difference(&at_relay).count();
+                return Err(format!(
+                    "relay lost changes of {doc}: missing {missing} of {}; refused {refused:?} quarantined {quarantined:?} outboxes {outboxes:?} parked {parked:?} holders {holders:?}",
+                    hashes.len()
+                ));
             }
             for (i, r) in self.replicas.iter().enumerate() {
+                if r.hostile {
+                    continue;
+                }
                 if !r.companies.contains(company) {
                     if r.store.doc(doc).is_some() {
                         return Err(format!("r{i} holds {doc} of a company it may not see"));
@@ -391,12 +492,18 @@ impl World {
                 let mine: BTreeSet<ChangeHash> =
                     d.get_changes(&[]).iter().map(|c| c.hash()).collect();
                 if !at_relay.is_subset(&mine) || !hashes.is_subset(&mine) {
-                    return Err(format!("r{i} lacks changes of {doc}"));
+                    return Err(format!(
+                        "r{i} lacks changes of {doc}: relay {} mine {} made {} quarantined {:?}",
+                        at_relay.len(),
+                        mine.len(),
+                        hashes.len(),
+                        r.store.quarantine_list()
+                    ));
                 }
                 let first = self
                     .replicas
                     .iter()
-                    .find(|x| x.companies.contains(company))
+                    .find(|x| !x.hostile && x.companies.contains(company))
                     .and_then(|x| x.store.doc(doc))
                     .expect("someone sees it");
                 let first_heads: BTreeSet<ChangeHash> = first.get_heads().into_iter().collect();
@@ -406,6 +513,16 @@ impl World {
             }
         }
         for (i, r) in self.replicas.iter().enumerate() {
+            if r.hostile {
+                continue;
+            }
+            if !r.store.refused().is_empty() || !r.store.quarantine_list().is_empty() {
+                return Err(format!(
+                    "r{i} had its own changes refused ({:?}) or quarantined documents ({:?})",
+                    r.store.refused(),
+                    r.store.quarantine_list()
+                ));
+            }
             if r.store.outbox_len() != 0 {
                 return Err(format!(
                     "r{i} still has {} changes in its outbox",
@@ -417,8 +534,8 @@ impl World {
     }
 }
 
-fn run(seed: u64, steps: usize) -> Result<(), String> {
-    let mut world = World::new(seed);
+fn run(seed: u64, steps: usize, hostile: bool) -> Result<(), String> {
+    let mut world = World::new(seed, hostile);
     let tail = |world: &World, e: String| {
         let tail: Vec<&String> = world.log.iter().rev().take(15).collect();
         format!("{e}\nlast events (newest first): {tail:#?}")
@@ -451,8 +568,19 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn replicas_converge_under_faults() {
     for seed in seeds() {
-        if let Err(e) = run(seed, 400) {
+        if let Err(e) = run(seed, 400, false) {
             panic!("simulation failed; replay with FICHA_SIM_SEED={seed}\n{e}");
+        }
+    }
+}
+
+#[test]
+fn honest_replicas_converge_beside_a_hostile_one() {
+    for seed in seeds() {
+        if let Err(e) = run(seed, 400, true) {
+            panic!(
+                "simulation with a hostile replica failed; replay with FICHA_SIM_SEED={seed}\n{e}"
+            );
         }
     }
 }
@@ -460,7 +588,7 @@ fn replicas_converge_under_faults() {
 #[test]
 fn idle_reconnect_costs_a_constant_number_of_frames() {
     for docs in [10usize, 200] {
-        let mut world = World::new(7);
+        let mut world = World::new(7, false);
         world.faults = false;
         world.replicas.truncate(2);
         for _ in 0..docs {

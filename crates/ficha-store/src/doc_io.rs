@@ -295,14 +295,15 @@ impl Derived {
         }
     }
 
-    /// A document this replica does not hold yet, from the first bytes it received; None if
-    /// Automerge refuses them.
-    pub(crate) fn fresh(doc: &DocId, bytes: &[u8], indexer: &dyn Indexer) -> Option<Self> {
-        let mut after = Automerge::new();
-        if let Err(e) = after.load_incremental(bytes) {
-            tracing::warn!(doc = %doc, error = %e, "ignoring changes that do not load");
-            return None;
-        }
-        Some(Self::of(&after, bytes, true, 0, indexer))
+    /// A document this replica does not hold yet, from the first bytes it received; why not
+    /// if Automerge refuses them (or fails on them).
+    pub(crate) fn fresh(doc: &DocId, bytes: &[u8], indexer: &dyn Indexer) -> Result<Self, String> {
+        ficha_core::guard::contain(|| {
+            let mut after = Automerge::new();
+            after.load_incremental(bytes).map_err(|e| e.to_string())?;
+            Ok(Self::of(&after, bytes, true, 0, indexer))
+        })
+        .and_then(|r| r)
+        .inspect_err(|e| tracing::warn!(doc = %doc, error = %e, "changes that do not apply"))
     }
 }

@@ -28,10 +28,13 @@ use std::sync::mpsc;
 
 use redb::ReadableTable;
 
+use std::collections::HashMap;
+
+use ficha_core::DocId;
+
 use crate::doc_io::DocTables;
 use crate::error::StoreError;
 use crate::schema::OUTBOX;
-use crate::sync_store::Merged;
 use crate::{OutboxEntry, Store};
 
 /// File name of the journal inside a data directory.
@@ -134,7 +137,7 @@ fn checksum(generation: u64, seq: u64, payload: &[u8]) -> [u8; 8] {
 impl Journal {
     /// Opens (or creates) the journal in `dir` and returns the whole records of its current
     /// generation, in the order they were written.
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Record>), StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Record>, Vec<Damage>), StoreError> {
         let path = dir.join(JOURNAL_FILE);
         let created = !path.exists();
         let mut file = OpenOptions::new()
@@ -154,7 +157,15 @@ impl Journal {
         let generation = generation(&bytes).ok_or_else(|| {
             StoreError::Corrupt(format!("{} is not a Ficha edit journal", path.display()))
         })?;
-        let (records, good_len) = parse(&bytes, generation)?;
+        let (records, good_len, damage) = parse(&bytes, generation)?;
+        for d in &damage {
+            tracing::error!(
+                offset = d.offset,
+                bytes = d.len,
+                positions = ?d.positions,
+                "the edit journal was damaged on disk; the edits it held there are lost, every whole record around them is kept"
+            );
+        }
         let syncer = Syncer::spawn(file.try_clone()?)?;
         let mut journal = Self {
             file,
@@ -171,7 +182,7 @@ impl Journal {
             // The file's name must survive a crash as well as its bytes.
             File::open(dir)?.sync_all()?;
         }
-        Ok((journal, records))
+        Ok((journal, records, damage))
     }
 
     /// Whether the next edit should commit durably and empty the journal.
@@ -301,65 +312,98 @@ fn generation(bytes: &[u8]) -> Option<u64> {
     (&head[..8] == MAGIC).then(|| u64::from_le_bytes(head[8..16].try_into().unwrap_or_default()))
 }
 
-/// The whole records of `generation` from the start of `bytes`, and where they end.
-fn parse(bytes: &[u8], generation: u64) -> Result<(Vec<Record>, u64), StoreError> {
-    let mut records = Vec::new();
+/// A stretch of the journal between whole records that holds none: damaged after it was
+/// written, since a whole record follows it. The edits it held were acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Where the stretch starts in the file.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Outbox positions of the edits it held (between the records around it).
+    pub positions: std::ops::RangeInclusive<u64>,
+}
+
+/// The record at `at`, if a whole one of `generation` starts there.
+fn record_at(bytes: &[u8], at: usize, generation: u64) -> Option<(u64, &[u8])> {
+    let head = bytes.get(at..at + HEADER)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let seq = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    (checksum(generation, seq, payload) == head[4..12]).then_some((seq, payload))
+}
+
+/// The whole records of `generation` in `bytes`, in order, where the last ends, and the
+/// damaged stretches found between them.
+///
+/// A stretch that is not a record ends the journal when no whole record follows it (a write
+/// torn by a crash, never acknowledged, or older records past the end), but a record damaged
+/// in place must not take the acknowledged records after it along: reading resumes at the
+/// next whole record, and the stretch is reported.
+fn parse(bytes: &[u8], generation: u64) -> Result<(Vec<Record>, u64, Vec<Damage>), StoreError> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut damage = Vec::new();
     let mut at = FIRST as usize;
-    while let Some(head) = bytes.get(at..at + HEADER) {
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let check = &head[4..12];
-        let seq = u64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
-        let Some(payload) = bytes
-            .get(at + HEADER..at + HEADER + len)
-            .filter(|_| len > 0 && len <= MAX_RECORD)
+    let mut end = at;
+    while at + HEADER <= bytes.len() {
+        if let Some((seq, payload)) = record_at(bytes, at, generation) {
+            let entry: OutboxEntry = postcard::from_bytes(payload)
+                .map_err(|e| StoreError::Corrupt(format!("edit journal record {seq}: {e}")))?;
+            records.push(Record { seq, entry });
+            at += HEADER + payload.len();
+            end = at;
+            continue;
+        }
+        if bytes[at..].iter().all(|b| *b == 0) {
+            break;
+        }
+        let Some(next) = (at + 1..=bytes.len().saturating_sub(HEADER))
+            .find(|&i| record_at(bytes, i, generation).is_some())
         else {
             break;
         };
-        if checksum(generation, seq, payload) != check {
-            break;
-        }
-        let entry: OutboxEntry = postcard::from_bytes(payload)
-            .map_err(|e| StoreError::Corrupt(format!("edit journal record {seq}: {e}")))?;
-        records.push(Record { seq, entry });
-        at += HEADER + len;
+        let after = record_at(bytes, next, generation).map_or(0, |(seq, _)| seq);
+        let before = records.last().map_or(0, |r| r.seq);
+        damage.push(Damage {
+            offset: at as u64,
+            len: (next - at) as u64,
+            positions: before + 1..=after.saturating_sub(1),
+        });
+        at = next;
     }
-    Ok((records, at as u64))
+    Ok((records, end as u64, damage))
 }
 
 impl Store {
     /// Puts back the journaled edits a crash rolled out of redb, in one durable transaction,
-    /// then empties the journal. Edits redb already holds are recognised and skipped.
+    /// then empties the journal. Edits redb already holds are recognised and skipped. Each
+    /// document is loaded and written once, however many of its edits the journal holds.
     pub(crate) fn replay_journal(&self, records: Vec<Record>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
+        }
+        let mut order: Vec<DocId> = Vec::new();
+        let mut by_doc: HashMap<DocId, Vec<&Record>> = HashMap::new();
+        for r in &records {
+            by_doc
+                .entry(r.entry.doc)
+                .or_insert_with(|| {
+                    order.push(r.entry.doc);
+                    Vec::new()
+                })
+                .push(r);
         }
         let txn = self.db.begin_write()?;
         let mut restored = 0usize;
         {
             let mut tables = DocTables::open(&txn)?;
             let mut outbox = txn.open_table(OUTBOX)?;
-            for Record { seq, entry } in &records {
-                // The same merge as bytes from the relay: a change the document holds is
-                // recognised, one waiting for its history is kept.
-                let (merged, _) =
-                    self.merge_incoming(&mut tables, &entry.company, &entry.doc, &entry.change)?;
-                match merged {
-                    Merged::Refused => {
-                        return Err(StoreError::Document {
-                            doc: entry.doc,
-                            message: format!("journaled edit {seq} does not apply"),
-                        });
-                    }
-                    // redb kept this edit: the durable commit after it covered it.
-                    Merged::Unchanged => {}
-                    Merged::Stored => {
-                        // Lost with its edit, so never acknowledged: it still has to be sent.
-                        if outbox.get(seq)?.is_none() {
-                            outbox.insert(seq, entry.encode()?.as_slice())?;
-                        }
-                        restored += 1;
-                    }
-                }
+            for doc in order {
+                let recs = &by_doc[&doc];
+                restored += self.replay_doc(&mut tables, &mut outbox, doc, recs)?;
             }
         }
         txn.commit()?;
@@ -369,5 +413,100 @@ impl Store {
             "replayed the edit journal after an unclean shutdown"
         );
         self.journal_lock().reset()
+    }
+
+    /// Restores one document's lost edits and their outbox entries; returns how many.
+    fn replay_doc(
+        &self,
+        tables: &mut DocTables<'_>,
+        outbox: &mut redb::Table<'_, u64, &'static [u8]>,
+        doc: DocId,
+        recs: &[&Record],
+    ) -> Result<usize, StoreError> {
+        let company = &recs[0].entry.company;
+        let refused = |message: String| StoreError::Document { doc, message };
+        let meta = tables.meta(&doc)?;
+        if meta.as_ref().is_some_and(|m| m.company != company.as_str()) {
+            return Err(refused("journaled edits name another company".into()));
+        }
+        let mut held = match &meta {
+            Some(_) => tables.load(&doc)?,
+            None => automerge::AutoCommit::new(),
+        };
+        let mut lost = Vec::new();
+        for r in recs {
+            let change = ficha_core::change::parse(&r.entry.change)
+                .map_err(|e| refused(format!("journaled edit {}: {e}", r.seq)))?;
+            if held
+                .document()
+                .get_change_meta_by_hash(&change.hash())
+                .is_none()
+            {
+                lost.push(*r);
+            }
+        }
+        if lost.is_empty() {
+            // redb kept them all: the durable commit after them covered them.
+            return Ok(0);
+        }
+        let bytes: Vec<u8> = lost.iter().flat_map(|r| r.entry.change.clone()).collect();
+        held.load_incremental(&bytes)
+            .map_err(|e| refused(format!("journaled edits do not apply: {e}")))?;
+        tables.append(
+            &doc,
+            company,
+            meta,
+            &bytes,
+            held.document(),
+            self.indexer.as_ref(),
+        )?;
+        for r in &lost {
+            // Lost with its edit, so never acknowledged: it still has to be sent.
+            if outbox.get(r.seq)?.is_none() {
+                outbox.insert(r.seq, r.entry.encode()?.as_slice())?;
+            }
+        }
+        Ok(lost.len())
+    }
+}
+
+/// Where the last damaged journal was reported, for status displays.
+const JOURNAL_DAMAGE: &str = "journal_damage";
+
+impl Store {
+    /// Records the damage an opening found in the journal, so `status` shows it until the
+    /// next damaged opening replaces it.
+    pub(crate) fn record_journal_damage(&self, damage: &[Damage]) -> Result<(), StoreError> {
+        if damage.is_empty() {
+            return Ok(());
+        }
+        let report = damage
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} bytes at offset {} (outbox positions {}..={})",
+                    d.len,
+                    d.offset,
+                    d.positions.start(),
+                    d.positions.end()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let txn = self.db.begin_write()?;
+        txn.open_table(crate::schema::META)?
+            .insert(JOURNAL_DAMAGE, report.as_bytes())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// What the last damaged journal lost, if one was ever found.
+    pub fn journal_damage(&self) -> Result<Option<String>, StoreError> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read()?;
+        Ok(txn
+            .open_table(crate::schema::META)?
+            .get(JOURNAL_DAMAGE)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 }

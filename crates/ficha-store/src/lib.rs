@@ -14,6 +14,7 @@ mod error;
 mod identity;
 mod index;
 mod journal;
+mod quarantine;
 mod schema;
 mod sync_store;
 
@@ -34,6 +35,7 @@ pub use error::StoreError;
 pub use identity::Identity;
 pub use index::{IndexKeys, IndexReader};
 pub use journal::{CHECKPOINT_AFTER_RECORDS, JOURNAL_FILE, journaled_edits};
+pub use quarantine::{QuarantinedDoc, RefusedEntry};
 pub use sync_store::SyncStore;
 
 use doc_cache::{DocCache, Warm};
@@ -129,7 +131,7 @@ impl Store {
         // A fresh actor suffix per opening: see `ficha_core::ids::actor_for`.
         let incarnation = uuid::Uuid::new_v4().as_u128() as u32;
         let actor = actor_for(identity.replica, incarnation);
-        let (journal, records) = Journal::open(dir)?;
+        let (journal, records, damage) = Journal::open(dir)?;
         let store = Self {
             db,
             dir: dir.to_path_buf(),
@@ -140,6 +142,7 @@ impl Store {
             journal: Mutex::new(journal),
         };
         store.replay_journal(records)?;
+        store.record_journal_damage(&damage)?;
         store.reindex_if_stale()?;
         Ok(store)
     }

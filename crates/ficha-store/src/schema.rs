@@ -32,3 +32,8 @@ pub const DOC_KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("do
 pub const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 /// Blobs added here and not yet uploaded to the relay: hash → company it was attached in.
 pub const BLOB_OUTBOX: TableDefinition<&[u8; 32], &str> = TableDefinition::new("blob_outbox");
+/// Outbox entries the relay refused for good: position → postcard [`crate::quarantine::Refused`].
+pub const REFUSED: TableDefinition<u64, &[u8]> = TableDefinition::new("refused");
+/// Documents whose data from the relay could not be applied: id → postcard
+/// [`crate::quarantine::Quarantined`] (the reason and the bytes kept aside).
+pub const QUARANTINE: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("quarantine");

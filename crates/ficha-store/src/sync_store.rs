@@ -11,10 +11,14 @@ use ficha_core::frame::{ByteBuf, DocChanges, FeedEntry, FeedPage, Upload};
 use ficha_core::replica::ReplicaStore;
 use ficha_core::{Company, DocId, RelayEpoch, Seq};
 
+use ficha_core::frame::RefusedDoc;
+use ficha_core::guard::contain;
+
 use crate::doc_cache::Warm;
 use crate::doc_io::{Derived, DocMeta, DocTables};
 use crate::error::StoreError;
 use crate::identity::{EPOCH, REPAIRING, epoch_of};
+use crate::quarantine;
 use crate::schema::{CHECKPOINTS, COMPANY_DOCS, DOCS, META, OUTBOX};
 use crate::{OutboxEntry, Store, Touched, optional};
 
@@ -22,10 +26,13 @@ use crate::{OutboxEntry, Store, Touched, optional};
 pub struct SyncStore<'a>(pub &'a Store);
 
 /// What merging bytes into a document did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Merged {
-    /// They do not load, or name the document under another company: nothing was written.
-    Refused,
+    /// They name the document under another company: nothing was written.
+    OtherCompany,
+    /// They do not apply (Automerge refused them or failed on them), with why: nothing was
+    /// written.
+    Refused(String),
     /// The document held them already: nothing was written.
     Unchanged,
     /// They were stored.
@@ -47,7 +54,7 @@ impl Store {
             && m.company != company.as_str()
         {
             tracing::warn!(doc = %doc_id, "ignoring changes that would move a document to another company");
-            return Ok((Merged::Refused, None));
+            return Ok((Merged::OtherCompany, None));
         }
         // Only a document someone is working on stays warm: caching every document of a feed
         // page would only churn the cache.
@@ -61,27 +68,89 @@ impl Store {
             (None, None) => AutoCommit::new(),
         };
         let before = doc.get_heads();
-        if let Err(e) = doc.load_incremental(bytes) {
-            tracing::warn!(doc = %doc_id, error = %e, "ignoring changes that do not load");
-            return Ok((Merged::Refused, None));
+        // Bytes from another machine: a panic in Automerge loses this copy of the document
+        // (it is dropped here, and reloaded from storage next time), nothing else.
+        let loaded =
+            contain(|| doc.load_incremental(bytes)).and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(reason) = loaded {
+            tracing::warn!(doc = %doc_id, %reason, "changes that do not apply");
+            return Ok((Merged::Refused(reason), None));
         }
         let unchanged = doc.get_heads() == before && doc.get_missing_deps(&[]).is_empty();
         let (merged, heads) = match meta {
             // Our own changes echoed back, or a duplicate: nothing new to keep.
             Some(m) if unchanged => (Merged::Unchanged, m.heads),
             meta => {
-                let heads = tables.append(
-                    doc_id,
-                    company,
-                    meta,
-                    bytes,
-                    doc.document(),
-                    self.indexer.as_ref(),
-                )?;
-                (Merged::Stored, heads)
+                let first = meta.as_ref().is_none_or(|m| m.next_chunk == 0)
+                    && tables.snapshots.get(doc_id.as_bytes())?.is_none();
+                let chunks = meta.as_ref().map_or(0, |m| m.chunks);
+                let indexer = self.indexer.as_ref();
+                let after = doc.document();
+                let derived = match contain(|| Derived::of(after, bytes, first, chunks, indexer)) {
+                    Ok(d) => d,
+                    Err(reason) => return Ok((Merged::Refused(reason), None)),
+                };
+                (
+                    Merged::Stored,
+                    tables.write(doc_id, company, meta, bytes, derived)?,
+                )
             }
         };
         Ok((merged, was_warm.then(|| (*doc_id, Warm { heads, doc }))))
+    }
+}
+
+impl Store {
+    /// Merges bytes from the relay into a document, setting the document aside (with the
+    /// bytes) when they do not apply, and retrying what it set aside before once new bytes
+    /// apply. Never fails for the bytes themselves: only for the store.
+    pub(crate) fn merge_from_relay(
+        &self,
+        txn: &redb::WriteTransaction,
+        tables: &mut DocTables<'_>,
+        company: &Company,
+        doc_id: &DocId,
+        bytes: &[u8],
+    ) -> Result<Touched, StoreError> {
+        let (merged, touched) = self.merge_incoming(tables, company, doc_id, bytes)?;
+        match merged {
+            Merged::Refused(reason) => {
+                quarantine::quarantine(txn, company, doc_id, &reason, Some(bytes))?;
+                Ok(None)
+            }
+            Merged::Stored => {
+                // What did not apply before may apply on top of what just did.
+                match quarantine::take(txn, doc_id)? {
+                    None => Ok(touched),
+                    Some(q) => {
+                        let mut still = Vec::new();
+                        for kept in q.kept {
+                            if let (Merged::Refused(_), _) =
+                                self.merge_incoming(tables, company, doc_id, &kept)?
+                            {
+                                still.push(kept);
+                            }
+                        }
+                        if !still.is_empty() {
+                            for kept in &still {
+                                quarantine::quarantine(
+                                    txn,
+                                    company,
+                                    doc_id,
+                                    &q.reason,
+                                    Some(kept),
+                                )?;
+                            }
+                        } else {
+                            tracing::info!(doc = %doc_id, "quarantined changes applied: the document is whole again");
+                        }
+                        // The document changed again under the cached copy.
+                        Ok(None)
+                    }
+                }
+            }
+            Merged::OtherCompany | Merged::Unchanged => Ok(touched),
+        }
     }
 }
 
@@ -200,20 +269,35 @@ impl ReplicaStore for SyncStore<'_> {
                 if per_doc.get(&e.doc) == Some(&1) && tables.meta(&e.doc)?.is_none() {
                     fresh.push(*e);
                 } else {
-                    let (_, touched) =
-                        self.0
-                            .merge_incoming(&mut tables, &page.company, &e.doc, &e.changes)?;
+                    let touched = self.0.merge_from_relay(
+                        &txn,
+                        &mut tables,
+                        &page.company,
+                        &e.doc,
+                        &e.changes,
+                    )?;
                     warm.extend(touched);
                 }
             }
             let indexer = self.0.indexer.as_ref();
-            let derived: Vec<Option<Derived>> = fresh
+            let derived: Vec<Result<Derived, String>> = fresh
                 .par_iter()
                 .map(|e| Derived::fresh(&e.doc, &e.changes, indexer))
                 .collect();
             for (e, derived) in fresh.iter().zip(derived) {
-                if let Some(derived) = derived {
-                    tables.write(&e.doc, &page.company, None, &e.changes, derived)?;
+                match derived {
+                    Ok(derived) => {
+                        tables.write(&e.doc, &page.company, None, &e.changes, derived)?;
+                    }
+                    Err(reason) => {
+                        quarantine::quarantine(
+                            &txn,
+                            &page.company,
+                            &e.doc,
+                            &reason,
+                            Some(&e.changes),
+                        )?;
+                    }
                 }
             }
             txn.open_table(CHECKPOINTS)?
@@ -265,10 +349,86 @@ impl ReplicaStore for SyncStore<'_> {
         let txn = self.0.db.begin_write()?;
         let touched = {
             let mut tables = DocTables::open(&txn)?;
-            self.0.merge_incoming(&mut tables, company, doc, &bytes)?.1
+            self.0
+                .merge_from_relay(&txn, &mut tables, company, doc, &bytes)?
         };
         txn.commit()?;
         self.0.keep_warm(touched);
+        Ok(())
+    }
+
+    fn refuse(&mut self, refused: &[RefusedDoc]) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        quarantine::refuse(&txn, refused)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn requeue(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            // The document's entries still waiting are among `changes`, which go up in order.
+            let mut stale = Vec::new();
+            for row in outbox.iter()? {
+                let (seq, v) = row?;
+                let entry: OutboxEntry = postcard::from_bytes(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+                if entry.doc == *doc {
+                    stale.push(seq.value());
+                }
+            }
+            for seq in stale {
+                outbox.remove(seq)?;
+            }
+            for c in changes {
+                let seq = crate::identity::next_outbox_seq(&txn, &outbox)?;
+                let entry = OutboxEntry {
+                    doc: *doc,
+                    company: company.clone(),
+                    change: c.raw_bytes().to_vec(),
+                };
+                outbox.insert(seq, entry.encode()?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn quarantine(
+        &mut self,
+        company: &Company,
+        doc: &DocId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        quarantine::quarantine(&txn, company, doc, reason, None)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn quarantined(&self, company: &Company) -> Result<Vec<DocId>, StoreError> {
+        Ok(self
+            .0
+            .quarantined()?
+            .into_iter()
+            .filter(|q| q.company == company.as_str())
+            .map(|q| q.doc)
+            .collect())
+    }
+
+    fn unquarantine(&mut self, doc: &DocId) -> Result<(), StoreError> {
+        let txn = self.0.db.begin_write()?;
+        let kept = quarantine::take(&txn, doc)?;
+        txn.commit()?;
+        if kept.is_some() {
+            tracing::info!(doc = %doc, "a repair brought the document whole: out of quarantine");
+        }
         Ok(())
     }
 }

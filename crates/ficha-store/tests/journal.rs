@@ -261,3 +261,73 @@ fn the_journal_is_emptied_every_so_many_edits_and_never_grows() {
         "old records are still on disk"
     );
 }
+
+#[test]
+fn a_record_damaged_in_the_middle_loses_only_itself_and_is_reported() {
+    let live = tempfile::tempdir().expect("tmp");
+    let store = init(live.path());
+    let docs: Vec<DocId> = (0..3u8).map(|n| DocId([n + 20; 16])).collect();
+    for d in &docs {
+        put(&store, *d, true, "n", 0);
+    }
+    store.checkpoint().expect("checkpoint");
+    let durable = std::fs::read(live.path().join(DB_FILE)).expect("db");
+    // Nine journaled edits, round robin over three documents; the fourth (docs[0]'s second)
+    // is damaged on disk afterwards.
+    for n in 1..=9i64 {
+        put(
+            &store,
+            docs[(n as usize - 1) % 3],
+            false,
+            &format!("k{n}"),
+            n,
+        );
+    }
+    assert_eq!(journaled_edits(live.path()).expect("records"), 9);
+    let crashed = image(&durable, live.path(), None);
+    let path = crashed.path().join(JOURNAL_FILE);
+    let mut journal = std::fs::read(&path).expect("journal");
+    let fourth = records_end(&journal, 3);
+    journal[fourth + 30] ^= 0xff;
+    std::fs::write(&path, &journal).expect("journal");
+
+    let reopened = open(crashed.path());
+    let got = |d: DocId| keys(&reopened.read_doc(&d).expect("read").expect("doc"));
+    // docs[1] and docs[2] get all their edits back: k2 k5 k8 and k3 k6 k9.
+    for (d, ks) in [(docs[1], [2, 5, 8]), (docs[2], [3, 6, 9])] {
+        for k in ks {
+            assert_eq!(got(d).get(&format!("k{k}")), Some(&k), "k{k} came back");
+        }
+    }
+    // docs[0] keeps what came before the damage; k4 is lost, and k7 (built on it) waits.
+    assert_eq!(got(docs[0]).get("k1"), Some(&1));
+    assert_eq!(got(docs[0]).get("k4"), None);
+    let report = reopened
+        .journal_damage()
+        .expect("status")
+        .expect("the damage is reported");
+    assert!(report.contains("outbox positions"), "{report}");
+}
+
+#[test]
+fn many_journaled_edits_of_one_document_replay_at_once() {
+    let live = tempfile::tempdir().expect("tmp");
+    let store = init(live.path());
+    let doc = DocId([30; 16]);
+    put(&store, doc, true, "n", 0);
+    store.checkpoint().expect("checkpoint");
+    let durable = std::fs::read(live.path().join(DB_FILE)).expect("db");
+    let edits = CHECKPOINT_AFTER_RECORDS as i64 - 1;
+    for n in 1..=edits {
+        put(&store, doc, false, &format!("k{}", n % 7), n);
+    }
+    let crashed = image(&durable, live.path(), None);
+    let reopened = open(crashed.path());
+    let got = keys(&reopened.read_doc(&doc).expect("read").expect("doc"));
+    for n in (edits - 6)..=edits {
+        assert_eq!(got.get(&format!("k{}", n % 7)), Some(&n));
+    }
+    assert_eq!(reopened.pending_upload().expect("outbox"), edits as u64 + 1);
+    // One write for all of them: a single chunk (or snapshot) after the durable state.
+    assert!(reopened.chunk_count(&doc).expect("chunks") <= 2);
+}

@@ -86,13 +86,16 @@ pub(super) async fn revoke(
         Ok(n) => n,
         Err(reply) => return reply,
     };
-    let result = shared.with_relay(|relay| match relay.store_mut().revoke(&name) {
-        Ok(()) => {
-            let outputs = relay.revoked(&name);
-            (Ok(outputs.len() / 2), outputs)
-        }
-        Err(e) => (Err(e), Vec::new()),
-    });
+    let result =
+        shared.with_relay(
+            |relay| match relay.store_mut().revoke(&name, super::now_secs()) {
+                Ok(()) => {
+                    let outputs = relay.revoked(&name);
+                    (Ok(outputs.len() / 2), outputs)
+                }
+                Err(e) => (Err(e), Vec::new()),
+            },
+        );
     match result {
         Ok(closed) => {
             tracing::info!(replica = %name, closed, "replica revoked");

@@ -36,7 +36,7 @@ fn claims(shared: &Shared, headers: &HeaderMap) -> Result<Claims, Refusal> {
         tracing::warn!(token = %redact(token), error = %e, "blob request refused");
         reply(StatusCode::UNAUTHORIZED, format!("token refused: {e}"))
     })?;
-    match blocking(|| shared.store.is_revoked(&claims.replica)) {
+    match blocking(|| shared.store.is_revoked(&claims.replica, claims.issued_at)) {
         Ok(false) => Ok(claims),
         Ok(true) => Err(reply(StatusCode::UNAUTHORIZED, "token revoked")),
         Err(e) => Err(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),

@@ -92,8 +92,15 @@ pub(super) fn copy_all(db: &Database, live: &Path, dest: &Path) -> Result<(), Re
         copy(&src, &dst, HASHES)?;
         copy(&src, &dst, COMPANY_DOCS)?;
         copy(&src, &dst, BINDINGS)?;
+        copy(&src, &dst, REPLICA_NAMES)?;
         copy(&src, &dst, REVOKED)?;
+        copy(&src, &dst, REVOCATIONS)?;
         copy(&src, &dst, DIRTY)?;
+        copy(&src, &dst, PARKED)?;
+        copy(&src, &dst, PARKED_COUNT)?;
+        copy(&src, &dst, UNFOLDABLE)?;
+        copy(&src, &dst, BLOBS)?;
+        copy(&src, &dst, BLOB_COMPANIES)?;
         dst.commit()?;
         Ok::<_, RelayStoreError>(())
     })();

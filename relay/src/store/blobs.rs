@@ -6,12 +6,13 @@ use redb::{ReadableDatabase, ReadableTable};
 use ficha_core::Company;
 use ficha_core::blob::BlobHash;
 
-use super::schema::{BLOB_COMPANIES, BLOBS, REVOKED};
+use super::schema::{BLOB_COMPANIES, BLOBS};
 use super::{RelayStoreError, StoreHandle};
 
 impl StoreHandle {
     /// Stores a blob (its bytes already checked against the hash) for `company`; durable on
-    /// return. True if the bytes were new.
+    /// return. True if `company` did not have it yet: whether another company stored the same
+    /// bytes is never told.
     pub fn put_blob(
         &self,
         hash: &BlobHash,
@@ -21,13 +22,12 @@ impl StoreHandle {
         let txn = self.db.begin_write()?;
         let new = {
             let mut blobs = txn.open_table(BLOBS)?;
-            let new = blobs.get(&hash.0)?.is_none();
-            if new {
+            if blobs.get(&hash.0)?.is_none() {
                 blobs.insert(&hash.0, bytes)?;
             }
             txn.open_table(BLOB_COMPANIES)?
-                .insert((&hash.0, company.as_str()), ())?;
-            new
+                .insert((&hash.0, company.as_str()), ())?
+                .is_none()
         };
         txn.commit()?;
         Ok(new)
@@ -62,11 +62,5 @@ impl StoreHandle {
     pub fn blob_count(&self) -> Result<u64, RelayStoreError> {
         use redb::ReadableTableMetadata;
         Ok(self.db.begin_read()?.open_table(BLOBS)?.len()?)
-    }
-
-    /// Whether tokens of this replica name were revoked.
-    pub fn is_revoked(&self, name: &str) -> Result<bool, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(REVOKED)?.get(name)?.is_some())
     }
 }

@@ -2,20 +2,27 @@
 
 use automerge::{Automerge, ReadDoc};
 use rayon::prelude::*;
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 
 use ficha_core::DocId;
+use ficha_core::frame::MAX_ENTRY_BYTES;
+use ficha_core::guard::contain;
 
 use super::schema::*;
-use super::{FeedRecord, RedbRelayStore, RelayStoreError, decode, encode};
+use super::{FeedRecord, RedbRelayStore, RelayStoreError, StoreHandle, decode, encode};
 
 /// Entries per document left unfolded, so that a replica behind by a few edits of a document
 /// downloads those edits, not the whole document.
 pub const KEEP_RECENT_ENTRIES: usize = 4;
 
+/// Bytes of entries one compaction pass folds at most (a document larger than this is folded
+/// alone): what bounds compaction's memory, whatever the documents' number or size.
+pub const COMPACT_BYTES: usize = 16 << 20;
+
 impl RedbRelayStore {
-    /// Folds the older feed entries of up to `max_docs` recently changed documents into one
-    /// saved Automerge document each; returns how many documents were compacted.
+    /// Folds the older feed entries of recently changed documents, up to `max_bytes` of entries
+    /// (at least one document), into one saved Automerge document each; returns how many
+    /// documents it looked at (0 once none is left to fold).
     ///
     /// A document's last [`KEEP_RECENT_ENTRIES`] entries stay as they came, so a replica that
     /// synced recently still downloads only the changes it lacks, not the whole document. The
@@ -23,9 +30,10 @@ impl RedbRelayStore {
     /// them deleted, so every checkpoint stays valid: a replica whose checkpoint lies before a
     /// deleted entry receives the folded one, which contains everything up to it. A first entry
     /// that is not yet a saved document (a history uploaded at once) is saved in place. Runs off
-    /// the live path (the server calls it from a background task); it is the only relay code
-    /// that loads a whole document outside repair.
-    pub fn compact(&mut self, max_docs: usize) -> Result<usize, RelayStoreError> {
+    /// the live path (the server calls it from a background task). A document that does not
+    /// load, or whose fold would not fit in one entry, keeps its entries and is recorded in
+    /// [`UNFOLDABLE`]; the rest of the pass goes on.
+    pub fn compact(&mut self, max_bytes: usize) -> Result<usize, RelayStoreError> {
         let txn = self.db.begin_write()?;
         let mut done = 0;
         {
@@ -33,13 +41,21 @@ impl RedbRelayStore {
             let mut feed = txn.open_table(FEED)?;
             let mut entries_t = txn.open_table(DOC_ENTRIES)?;
             let docs_t = txn.open_table(DOCS)?;
-            let batch: Vec<[u8; 16]> = dirty
-                .iter()?
-                .take(max_docs)
-                .map(|i| i.map(|(k, _)| *k.value()))
-                .collect::<Result<_, _>>()?;
+            let mut unfoldable = txn.open_table(UNFOLDABLE)?;
+            let mut batch = Vec::new();
+            for item in dirty.iter()? {
+                batch.push(*item?.0.value());
+                if batch.len() >= 10_000 {
+                    break;
+                }
+            }
             let mut plans = Vec::new();
+            let mut bytes = 0usize;
             for id in batch {
+                if bytes >= max_bytes {
+                    break;
+                }
+                done += 1;
                 dirty.remove(&id)?;
                 let doc = DocId(id);
                 let Some(rec) = Self::doc_record(&docs_t, &doc)? else {
@@ -64,6 +80,7 @@ impl RedbRelayStore {
                     if let Some(v) = feed.get((plan.company.as_str(), *seq))? {
                         let fr: FeedRecord = decode(v.value(), "feed entry")?;
                         plan.origin = fr.origin;
+                        bytes += fr.changes.len();
                         plan.parts.push(fr.changes);
                     }
                 }
@@ -77,14 +94,18 @@ impl RedbRelayStore {
                 plans.push(plan);
             }
             // Loading a history is the whole cost of compaction, documents are independent, and
-            // the relay waits for the batch: fold on every core. A failure fails the batch,
-            // which then changes nothing.
-            let folded: Vec<Option<Vec<u8>>> =
-                plans.par_iter().map(fold).collect::<Result<_, _>>()?;
-            for (plan, saved) in plans.iter().zip(folded) {
-                // None: changes still waiting for their history; fold them once it arrives.
-                let Some(saved) = saved else {
-                    continue;
+            // the relay waits for the batch: fold on every core.
+            let folded: Vec<Fold> = plans.par_iter().map(fold).collect();
+            for (plan, fold) in plans.iter().zip(folded) {
+                let saved = match fold {
+                    Fold::Saved(saved) => saved,
+                    // Changes still waiting for their history; fold them once it arrives.
+                    Fold::Waiting => continue,
+                    Fold::Unfoldable(why) => {
+                        tracing::warn!(doc = %DocId(plan.id), reason = %why, "compaction leaves a document unfolded");
+                        unfoldable.insert(&plan.id, why.as_str())?;
+                        continue;
+                    }
                 };
                 let c = plan.company.as_str();
                 let Some((&last, older)) = plan.folded.split_last() else {
@@ -100,7 +121,6 @@ impl RedbRelayStore {
                     feed.remove((c, *seq))?;
                     entries_t.remove((&plan.id, *seq))?;
                 }
-                done += 1;
             }
         }
         txn.commit()?;
@@ -118,16 +138,51 @@ struct Plan {
     parts: Vec<Vec<u8>>,
 }
 
-/// One document's entries as one saved document; None while some history is missing.
-fn fold(plan: &Plan) -> Result<Option<Vec<u8>>, RelayStoreError> {
-    let mut automerge = Automerge::new();
-    for part in &plan.parts {
-        automerge
-            .load_incremental(part)
-            .map_err(|e| RelayStoreError::Corrupt(format!("document {}: {e}", DocId(plan.id))))?;
+/// What folding one document gave.
+enum Fold {
+    /// The saved document, to replace the folded entries.
+    Saved(Vec<u8>),
+    /// Some history is missing: fold later.
+    Waiting,
+    /// Cannot be folded (does not load, or would not fit in one entry), with why.
+    Unfoldable(String),
+}
+
+/// One document's entries as one saved document.
+fn fold(plan: &Plan) -> Fold {
+    let folded = contain(|| {
+        let mut automerge = Automerge::new();
+        for part in &plan.parts {
+            automerge
+                .load_incremental(part)
+                .map_err(|e| e.to_string())?;
+        }
+        if !automerge.get_missing_deps(&[]).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(automerge.save()))
+    })
+    .and_then(|r| r);
+    match folded {
+        Ok(Some(saved)) if saved.len() > MAX_ENTRY_BYTES => Fold::Unfoldable(format!(
+            "folded it would take {} bytes, more than one entry may ({MAX_ENTRY_BYTES})",
+            saved.len()
+        )),
+        Ok(Some(saved)) => Fold::Saved(saved),
+        Ok(None) => Fold::Waiting,
+        Err(e) => Fold::Unfoldable(format!("does not load: {e}")),
     }
-    if !automerge.get_missing_deps(&[]).is_empty() {
-        return Ok(None);
+}
+
+impl StoreHandle {
+    /// Documents compaction leaves unfolded, with why.
+    pub fn unfoldable(&self) -> Result<Vec<(DocId, String)>, RelayStoreError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for row in txn.open_table(UNFOLDABLE)?.iter()? {
+            let (id, why) = row?;
+            out.push((DocId(*id.value()), why.value().to_string()));
+        }
+        Ok(out)
     }
-    Ok(Some(automerge.save()))
 }

@@ -6,28 +6,25 @@
 //! incrementally as changes arrive. [`ficha_core::mem::MemRelayStore`] is the model this store
 //! must match, result for result.
 
+mod access;
 mod backup;
 mod blobs;
 mod compact;
+mod feed;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use ficha_core::digest::{DocDigests, heads_digest};
-use ficha_core::frame::FeedEntry;
-use ficha_core::mem::advance_heads;
-use ficha_core::relay::{IngestDoc, RelayStore};
-use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
+use ficha_core::{DocId, RelayEpoch};
 
 use schema::*;
 
-pub use compact::KEEP_RECENT_ENTRIES;
+pub use compact::{COMPACT_BYTES, KEEP_RECENT_ENTRIES};
 pub use schema::SCHEMA_VERSION;
 
 /// Database file name inside the relay's data directory.
@@ -195,11 +192,13 @@ fn init(db: &Database, path: &Path, create: bool) -> Result<RelayEpoch, RelaySto
     txn.open_table(DOC_ENTRIES)?;
     txn.open_table(HASHES)?;
     txn.open_table(COMPANY_DOCS)?;
-    txn.open_table(BINDINGS)?;
-    txn.open_table(REVOKED)?;
     txn.open_table(DIRTY)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOB_COMPANIES)?;
+    txn.open_table(PARKED)?;
+    txn.open_table(PARKED_COUNT)?;
+    txn.open_table(UNFOLDABLE)?;
+    access::upgrade(&txn)?;
     txn.commit()?;
     Ok(epoch)
 }
@@ -297,10 +296,11 @@ impl RedbRelayStore {
         Ok(e)
     }
 
-    /// Revokes every token of a replica name (durably, effective for the next hello).
-    pub fn revoke(&mut self, name: &str) -> Result<(), RelayStoreError> {
+    /// Revokes every token of a replica name issued up to `at` (seconds since the Unix
+    /// epoch), durably; a token issued later is accepted again.
+    pub fn revoke(&mut self, name: &str, at: u64) -> Result<(), RelayStoreError> {
         let txn = self.db.begin_write()?;
-        txn.open_table(REVOKED)?.insert(name, ())?;
+        txn.open_table(REVOCATIONS)?.insert(name, at)?;
         txn.commit()?;
         Ok(())
     }
@@ -330,216 +330,4 @@ impl RedbRelayStore {
 /// [`RedbRelayStore::restore`]).
 pub fn restore(backup: &Path, dir: &Path) -> Result<RelayEpoch, RelayStoreError> {
     RedbRelayStore::restore(backup, dir)
-}
-
-impl RelayStore for RedbRelayStore {
-    type Error = RelayStoreError;
-
-    fn epoch(&self) -> RelayEpoch {
-        self.epoch
-    }
-
-    fn is_revoked(&self, name: &str) -> Result<bool, RelayStoreError> {
-        self.handle().is_revoked(name)
-    }
-
-    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<bool, RelayStoreError> {
-        let txn = self.db.begin_write()?;
-        let ok = {
-            let mut t = txn.open_table(BINDINGS)?;
-            let bound = t.get(name)?.map(|v| *v.value());
-            match bound {
-                Some(b) => b == id.0,
-                None => {
-                    t.insert(name, &id.0)?;
-                    true
-                }
-            }
-        };
-        txn.commit()?;
-        Ok(ok)
-    }
-
-    fn read_feed(
-        &self,
-        company: &Company,
-        after: Seq,
-        max_bytes: usize,
-    ) -> Result<Vec<FeedEntry>, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        let feed = txn.open_table(FEED)?;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let c = company.as_str();
-        for item in feed.range((c, after.saturating_add(1))..=(c, u64::MAX))? {
-            let (k, v) = item?;
-            let rec: FeedRecord = decode(v.value(), "feed entry")?;
-            // The first entry always goes out, however large, or the feed could never advance.
-            if !out.is_empty() && bytes + rec.changes.len() > max_bytes {
-                break;
-            }
-            bytes += rec.changes.len();
-            out.push(FeedEntry {
-                seq: k.value().1,
-                doc: DocId(rec.doc),
-                changes: rec.changes,
-            });
-        }
-        Ok(out)
-    }
-
-    fn doc_company(&self, doc: &DocId) -> Result<Option<Company>, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        let rec = Self::doc_record(&txn.open_table(DOCS)?, doc)?;
-        rec.map(|r| Company::new(&r.company).map_err(|e| RelayStoreError::Corrupt(e.to_string())))
-            .transpose()
-    }
-
-    fn ingest(
-        &mut self,
-        origin: ReplicaId,
-        docs: Vec<IngestDoc>,
-    ) -> Result<Vec<(Company, FeedEntry)>, RelayStoreError> {
-        let txn = self.db.begin_write()?;
-        let mut out = Vec::new();
-        {
-            let mut feed = txn.open_table(FEED)?;
-            let mut heads_t = txn.open_table(HEADS)?;
-            let mut docs_t = txn.open_table(DOCS)?;
-            let mut entries_t = txn.open_table(DOC_ENTRIES)?;
-            let mut hashes_t = txn.open_table(HASHES)?;
-            let mut company_t = txn.open_table(COMPANY_DOCS)?;
-            let mut meta = txn.open_table(META)?;
-            let mut dirty = txn.open_table(DIRTY)?;
-            let mut stored = 0u64;
-            for IngestDoc {
-                doc,
-                company,
-                changes,
-            } in docs
-            {
-                let existing = Self::doc_record(&docs_t, &doc)?;
-                let is_new = existing.is_none();
-                let mut rec = match existing {
-                    // The protocol checks this before ingesting; refusing here too keeps one
-                    // document from ever spanning two company feeds.
-                    Some(r) if r.company != company.as_str() => {
-                        return Err(RelayStoreError::CompanyMismatch {
-                            doc,
-                            stored: r.company,
-                            given: company.to_string(),
-                        });
-                    }
-                    Some(r) => r,
-                    None => {
-                        company_t.insert((company.as_str(), doc.as_bytes()), ())?;
-                        DocRecord {
-                            company: company.as_str().to_string(),
-                            heads: Vec::new(),
-                        }
-                    }
-                };
-                let mut heads: Vec<ChangeHash> = rec.heads.iter().map(|h| ChangeHash(*h)).collect();
-                let mut bytes = Vec::new();
-                for mut c in changes {
-                    let hash = c.hash();
-                    if hashes_t.get((doc.as_bytes(), &hash.0))?.is_some() {
-                        continue;
-                    }
-                    hashes_t.insert((doc.as_bytes(), &hash.0), ())?;
-                    advance_heads(&mut heads, &c);
-                    // Automerge's own compressed form: every loader accepts it.
-                    bytes.extend_from_slice(&c.bytes());
-                    stored += 1;
-                }
-                if bytes.is_empty() {
-                    // Like the model, a document named in an upload exists from then on.
-                    if is_new {
-                        docs_t.insert(doc.as_bytes(), encode(&rec).as_slice())?;
-                    }
-                    continue;
-                }
-                let seq = heads_t.get(company.as_str())?.map_or(0, |v| v.value()) + 1;
-                heads_t.insert(company.as_str(), seq)?;
-                let record = FeedRecord {
-                    doc: doc.0,
-                    origin: origin.0,
-                    changes: bytes,
-                };
-                feed.insert((company.as_str(), seq), encode(&record).as_slice())?;
-                entries_t.insert((doc.as_bytes(), seq), ())?;
-                dirty.insert(doc.as_bytes(), ())?;
-                rec.heads = heads.iter().map(|h| h.0).collect();
-                docs_t.insert(doc.as_bytes(), encode(&rec).as_slice())?;
-                out.push((
-                    company,
-                    FeedEntry {
-                        seq,
-                        doc,
-                        changes: record.changes,
-                    },
-                ));
-            }
-            let total = meta.get(CHANGES)?.map_or(0, |v| u64_of(v.value())) + stored;
-            meta.insert(CHANGES, total.to_be_bytes().as_slice())?;
-        }
-        txn.commit()?;
-        Ok(out)
-    }
-
-    fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), RelayStoreError> {
-        // One read transaction: the head and the digests describe the same instant.
-        let txn = self.db.begin_read()?;
-        let head = txn
-            .open_table(HEADS)?
-            .get(company.as_str())?
-            .map_or(0, |v| v.value());
-        let index = txn.open_table(COMPANY_DOCS)?;
-        let docs = txn.open_table(DOCS)?;
-        let c = company.as_str();
-        let mut out = Vec::new();
-        for item in index.range((c, &[0u8; 16])..=(c, &[0xffu8; 16]))? {
-            let id = DocId(*item?.0.value().1);
-            if let Some(rec) = Self::doc_record(&docs, &id)? {
-                let heads: Vec<ChangeHash> = rec.heads.iter().map(|h| ChangeHash(*h)).collect();
-                out.push((id, heads_digest(&heads)));
-            }
-        }
-        Ok((head, out))
-    }
-
-    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, RelayStoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(rec) = Self::doc_record(&txn.open_table(DOCS)?, doc)? else {
-            return Ok(None);
-        };
-        let entries = txn.open_table(DOC_ENTRIES)?;
-        let feed = txn.open_table(FEED)?;
-        let mut d = Automerge::new();
-        for item in entries.range((doc.as_bytes(), 0)..=(doc.as_bytes(), u64::MAX))? {
-            let seq = item?.0.value().1;
-            if let Some(v) = feed.get((rec.company.as_str(), seq))? {
-                let fr: FeedRecord = decode(v.value(), "feed entry")?;
-                if let Err(e) = d.load_incremental(&fr.changes) {
-                    return Err(RelayStoreError::Corrupt(format!("document {doc}: {e}")));
-                }
-            }
-        }
-        Ok(Some(d))
-    }
-
-    fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), RelayStoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut docs = txn.open_table(DOCS)?;
-            if let Some(mut rec) = Self::doc_record(&docs, doc)? {
-                let mut h: Vec<[u8; 32]> = heads.iter().map(|h| h.0).collect();
-                h.sort();
-                rec.heads = h;
-                docs.insert(doc.as_bytes(), encode(&rec).as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
-    }
 }

@@ -22,8 +22,20 @@ pub const COMPANY_DOCS: TableDefinition<(&str, &[u8; 16]), ()> =
     TableDefinition::new("company_docs");
 /// Replica name → the replica id that first used it.
 pub const BINDINGS: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("bindings");
-/// Revoked replica names.
+/// Replica id → the replica name that first used it (the other half of [`BINDINGS`]).
+pub const REPLICA_NAMES: TableDefinition<&[u8; 16], &str> = TableDefinition::new("replica_names");
+/// Revoked replica names, as written by relays before revocations carried a time; moved into
+/// [`REVOCATIONS`] at open.
 pub const REVOKED: TableDefinition<&str, ()> = TableDefinition::new("revoked");
+/// Replica name → when its tokens were last revoked (seconds since the Unix epoch): tokens
+/// issued at or before it are refused.
+pub const REVOCATIONS: TableDefinition<&str, u64> = TableDefinition::new("revocations");
+/// Changes waiting for their dependencies: (document, change hash) → the change's bytes.
+pub const PARKED: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> = TableDefinition::new("parked");
+/// Per company: how many changes are parked in its documents.
+pub const PARKED_COUNT: TableDefinition<&str, u64> = TableDefinition::new("parked_count");
+/// Documents compaction could not fold, with why (reported, never retried on their own).
+pub const UNFOLDABLE: TableDefinition<&[u8; 16], &str> = TableDefinition::new("unfoldable");
 /// Documents whose feed entries may be folded into one (see `RedbRelayStore::compact`).
 pub const DIRTY: TableDefinition<&[u8; 16], ()> = TableDefinition::new("dirty_docs");
 /// Attachment bytes by blake3 hash, stored once.

@@ -1,4 +1,6 @@
-//! Set-up shared by the store's seeded tests.
+//! Set-up shared by the store's tests.
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

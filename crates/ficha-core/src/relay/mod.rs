@@ -3,37 +3,96 @@
 //! The driver assigns each connection a [`ConnId`], passes received bytes to
 //! [`Relay::receive`] with the current time, and carries out the returned [`Output`]s: send
 //! these bytes to that connection, or close it. Frames pushed to many sessions are encoded
-//! once and shared.
+//! once and shared. Uploads are admitted by applying them to their documents, kept warm in a
+//! bounded cache (see [`crate::admit`]); repair serves documents read-only.
+
+mod cache;
+mod repair;
+mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use automerge::sync::{self, SyncDoc};
+use automerge::sync;
 use automerge::{Automerge, Change, ChangeHash};
 use thiserror::Error;
 
-use crate::change;
-use crate::digest::{BUCKETS, DocDigests, bucket_digests, bucket_of};
+use crate::digest::DocDigests;
 use crate::error::{ChangeError, TokenError};
 use crate::frame::{
-    DEFAULT_MAX_FRAME, DocChanges, ErrorCode, ErrorFrame, FeedEntry, FeedPage, Frame, Grant, Hello,
-    Upload, Welcome,
+    DEFAULT_MAX_FRAME, ErrorCode, ErrorFrame, FeedEntry, FeedPage, Frame, Grant, Hello, Welcome,
 };
 use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 use crate::token::{self, Claims};
 
+use cache::DocCache;
+
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
 
-/// Validated changes to one document, ready to store.
+/// Admitted changes to one document, ready to store.
 #[derive(Debug, Clone)]
 pub struct IngestDoc {
     /// The document.
     pub doc: DocId,
     /// Its company.
     pub company: Company,
-    /// The changes, parsed and checked.
-    pub changes: Vec<Change>,
+    /// Changes that applied, in causal order: appended to the feed.
+    pub applied: Vec<Change>,
+    /// Changes waiting for dependencies: kept aside, never served.
+    pub parked: Vec<Change>,
+    /// Parked changes to forget (now applied, or found unusable).
+    pub unparked: Vec<ChangeHash>,
+    /// The uploader holds `applied` (its own changes), so it is sent their positions only;
+    /// false for parked changes of other replicas that its upload released.
+    pub uploader_holds: bool,
+}
+
+impl IngestDoc {
+    /// Changes already admitted, all applying, by the uploader (fixtures and tools that write
+    /// a store directly).
+    pub fn applied(doc: DocId, company: Company, applied: Vec<Change>) -> Self {
+        Self {
+            doc,
+            company,
+            applied,
+            parked: Vec::new(),
+            unparked: Vec::new(),
+            uploader_holds: true,
+        }
+    }
+}
+
+/// A feed entry an ingest created.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// The company whose feed it joined.
+    pub company: Company,
+    /// The entry.
+    pub entry: FeedEntry,
+    /// Copied from the [`IngestDoc`] it came from.
+    pub uploader_holds: bool,
+}
+
+/// A stored document as the relay loads it to admit changes.
+pub struct LoadedDoc {
+    /// Its applied history.
+    pub doc: Automerge,
+    /// Its parked changes.
+    pub parked: Vec<Change>,
+    /// The bytes read to load it.
+    pub bytes: usize,
+}
+
+/// How binding a replica name to a replica id went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// Bound now or before to exactly this pair.
+    Bound,
+    /// The name is bound to another replica id.
+    NameTaken,
+    /// The replica id is bound to another name.
+    IdTaken,
 }
 
 /// What the relay must persist. Every mutating call is one durable transaction.
@@ -42,10 +101,11 @@ pub trait RelayStore {
     type Error: std::error::Error + Send + Sync + 'static;
     /// This database's identity.
     fn epoch(&self) -> RelayEpoch;
-    /// Whether tokens of this replica name were revoked.
-    fn is_revoked(&self, replica_name: &str) -> Result<bool, Self::Error>;
-    /// Binds a replica name to the replica id that first used it; false if bound to another.
-    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<bool, Self::Error>;
+    /// When tokens of this replica name were last revoked (seconds since the Unix epoch):
+    /// tokens issued at or before it are refused.
+    fn revoked_at(&self, replica_name: &str) -> Result<Option<u64>, Self::Error>;
+    /// Binds a replica name and a replica id to each other on first use, both ways.
+    fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<Binding, Self::Error>;
     /// Feed entries of a company after `after`, stopping after `max_bytes` of changes.
     fn read_feed(
         &self,
@@ -55,18 +115,21 @@ pub trait RelayStore {
     ) -> Result<Vec<FeedEntry>, Self::Error>;
     /// The company a document belongs to, if the relay has it.
     fn doc_company(&self, doc: &DocId) -> Result<Option<Company>, Self::Error>;
-    /// Stores the changes not stored yet (one feed entry per document that gained any) and
-    /// returns the new entries; one transaction, durable on return.
+    /// Stores admitted changes (applied ones as new feed entries, of at most
+    /// [`crate::frame::MAX_ENTRY_BYTES`] each; parked ones aside) and returns the new entries;
+    /// one transaction, durable on return. A document named here exists from then on.
     fn ingest(
         &mut self,
         origin: ReplicaId,
         docs: Vec<IngestDoc>,
-    ) -> Result<Vec<(Company, FeedEntry)>, Self::Error>;
+    ) -> Result<Vec<NewEntry>, Self::Error>;
+    /// Changes parked in a company's documents.
+    fn parked_count(&self, company: &Company) -> Result<usize, Self::Error>;
     /// The company's feed head and every document with its heads digest, sorted by id, as of
     /// one consistent snapshot.
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), Self::Error>;
-    /// Loads one document from its stored changes.
-    fn load_doc(&self, doc: &DocId) -> Result<Option<Automerge>, Self::Error>;
+    /// Loads one document from its stored changes, with its parked ones.
+    fn load_doc(&self, doc: &DocId) -> Result<Option<LoadedDoc>, Self::Error>;
     /// Corrects a document's recorded heads after it was loaded whole.
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), Self::Error>;
 }
@@ -90,6 +153,10 @@ pub struct RelayConfig {
     pub max_repairs: usize,
     /// Concurrent sessions one replica name (one token holder) may hold.
     pub max_sessions_per_replica: usize,
+    /// Changes a company's documents may hold parked (waiting for dependencies).
+    pub max_parked: usize,
+    /// Bytes of documents kept in memory to admit changes into.
+    pub doc_cache_bytes: usize,
 }
 
 impl RelayConfig {
@@ -104,15 +171,10 @@ impl RelayConfig {
             max_upload_changes: 10_000,
             max_repairs: 64,
             max_sessions_per_replica: 4,
+            max_parked: 10_000,
+            doc_cache_bytes: 64 << 20,
         }
     }
-}
-
-/// Uploads validated and waiting to be stored together.
-#[derive(Default)]
-struct StagedUploads {
-    upto: u64,
-    docs: Vec<IngestDoc>,
 }
 
 /// An action for the driver.
@@ -139,7 +201,8 @@ struct Session {
     replica: ReplicaId,
     claims: Claims,
     feeds: BTreeMap<Company, Feed>,
-    repairs: BTreeMap<DocId, (Automerge, sync::State)>,
+    /// Documents being repaired, each with its (read-only) sync state.
+    repairs: BTreeMap<DocId, sync::State>,
 }
 
 /// Counters the driver exports as metrics.
@@ -155,8 +218,12 @@ pub struct RelayStats {
     pub bytes_out: u64,
     /// Changes stored.
     pub changes_stored: u64,
-    /// Frames or requests refused.
+    /// Sessions refused or ended by the relay.
     pub refused: u64,
+    /// Documents of uploads refused (the rest of the upload stored).
+    pub refused_docs: u64,
+    /// Changes parked, waiting for their dependencies.
+    pub parked: u64,
 }
 
 /// The relay: every session's protocol state over one store.
@@ -166,10 +233,11 @@ pub struct Relay<S> {
     pending: BTreeSet<ConnId>,
     sessions: BTreeMap<ConnId, Session>,
     subscribers: BTreeMap<Company, BTreeSet<ConnId>>,
+    cache: DocCache,
     stats: RelayStats,
 }
 
-/// Why one request is refused.
+/// Why one request is refused (ending the session).
 struct Refusal {
     code: ErrorCode,
     message: String,
@@ -213,6 +281,7 @@ impl<S: RelayStore> Relay<S> {
     pub fn new(store: S, cfg: RelayConfig) -> Self {
         Self {
             store,
+            cache: DocCache::new(cfg.doc_cache_bytes),
             cfg,
             pending: BTreeSet::new(),
             sessions: BTreeMap::new(),
@@ -226,7 +295,8 @@ impl<S: RelayStore> Relay<S> {
         &self.store
     }
 
-    /// The store, for administrative writes (revocation) outside any session.
+    /// The store, for administrative writes outside any session (revocation, compaction),
+    /// which must not change what a document holds: documents kept in memory stay valid.
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
     }
@@ -246,6 +316,11 @@ impl<S: RelayStore> Relay<S> {
         self.sessions.len()
     }
 
+    /// Documents held in memory to admit changes into.
+    pub fn warm_docs(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Sessions open with this replica name (to cap concurrent sessions per token).
     pub fn sessions_of(&self, name: &str) -> usize {
         self.sessions
@@ -254,26 +329,43 @@ impl<S: RelayStore> Relay<S> {
             .count()
     }
 
+    /// True once `conn` has said an accepted hello.
+    pub fn is_session(&self, conn: ConnId) -> bool {
+        self.sessions.contains_key(&conn)
+    }
+
     /// Ends every open session of a replica name whose tokens were just revoked; the driver
     /// closes the returned connections.
     pub fn revoked(&mut self, name: &str) -> Vec<Output> {
+        self.end_sessions(|s| s.claims.replica == name, TokenError::Revoked)
+    }
+
+    /// Ends every session whose token has expired by `now` (seconds since the Unix epoch); the
+    /// driver calls this every so often, so a session never outlives its token.
+    pub fn expire(&mut self, now: u64) -> Vec<Output> {
+        self.end_sessions(|s| now >= s.claims.expires_at, TokenError::Expired)
+    }
+
+    fn end_sessions(&mut self, which: impl Fn(&Session) -> bool, why: TokenError) -> Vec<Output> {
         let conns: Vec<ConnId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.claims.replica == name)
+            .filter(|(_, s)| which(s))
             .map(|(c, _)| *c)
             .collect();
         let frame = encode(&Frame::Error(ErrorFrame {
             code: ErrorCode::Unauthorized,
-            message: TokenError::Revoked.to_string(),
+            message: why.to_string(),
             fatal: true,
         }));
         let mut out = Vec::new();
         for conn in conns {
+            tracing::info!(conn, reason = %why, "ending a session");
             out.push(Output::Send(conn, frame.clone()));
             out.push(Output::Close(conn));
             self.disconnect(conn);
         }
+        self.count_sent(&out);
         out
     }
 
@@ -296,18 +388,7 @@ impl<S: RelayStore> Relay<S> {
 
     /// Handles bytes received on a connection at time `now` (seconds since the Unix epoch).
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now: u64) -> Vec<Output> {
-        self.stats.frames_in += 1;
-        self.stats.bytes_in += bytes.len() as u64;
-        let mut out = Vec::new();
-        let result = match Frame::decode(bytes, self.cfg.max_frame) {
-            Err(e) => Err(Refusal::new(ErrorCode::Protocol, e.to_string())),
-            Ok(frame) => self.dispatch(conn, frame, now, &mut out),
-        };
-        if let Err(refusal) = result {
-            self.refuse(conn, refusal, &mut out);
-        }
-        self.count_sent(&out);
-        out
+        self.receive_batch(conn, &[bytes], now)
     }
 
     /// Handles frames received back to back on one connection, as [`Relay::receive`] would one
@@ -316,52 +397,41 @@ impl<S: RelayStore> Relay<S> {
     /// write, and each subscriber one page and one ack, instead of one per upload.
     pub fn receive_batch(&mut self, conn: ConnId, frames: &[&[u8]], now: u64) -> Vec<Output> {
         let mut out = Vec::new();
-        let mut staged = StagedUploads::default();
+        let mut staged = upload::Staged::default();
         for bytes in frames {
-            if let Some((upto, docs)) = self.stage_upload(conn, bytes) {
-                self.stats.frames_in += 1;
-                self.stats.bytes_in += bytes.len() as u64;
-                staged.upto = upto;
-                staged.docs.extend(docs);
-                continue;
+            self.stats.frames_in += 1;
+            self.stats.bytes_in += bytes.len() as u64;
+            let frame = match Frame::decode(bytes, self.cfg.max_frame) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.flush(conn, &mut staged, &mut out);
+                    self.refuse(
+                        conn,
+                        Refusal::new(ErrorCode::Protocol, e.to_string()),
+                        &mut out,
+                    );
+                    break;
+                }
+            };
+            let result = match frame {
+                Frame::Upload(upload) if self.sessions.contains_key(&conn) => self
+                    .check_token(conn, now)
+                    .and_then(|()| self.stage(conn, upload, &mut staged)),
+                other => {
+                    // Anything else goes the usual way once what came before it is stored.
+                    self.flush(conn, &mut staged, &mut out);
+                    self.dispatch(conn, other, now, &mut out)
+                }
+            };
+            if let Err(refusal) = result {
+                self.flush(conn, &mut staged, &mut out);
+                self.refuse(conn, refusal, &mut out);
+                break;
             }
-            // Anything else, a refused upload included, goes the usual way once what came
-            // before it is stored.
-            self.flush_uploads(conn, &mut staged, &mut out);
-            out.extend(self.receive(conn, bytes, now));
         }
-        self.flush_uploads(conn, &mut staged, &mut out);
+        self.flush(conn, &mut staged, &mut out);
+        self.count_sent(&out);
         out
-    }
-
-    /// The validated contents of an upload from an open session; None for anything else.
-    fn stage_upload(&self, conn: ConnId, bytes: &[u8]) -> Option<(u64, Vec<IngestDoc>)> {
-        if !self.sessions.contains_key(&conn) {
-            return None;
-        }
-        match Frame::decode(bytes, self.cfg.max_frame) {
-            Ok(Frame::Upload(upload)) => {
-                let upto = upload.upto;
-                self.validate_upload(conn, upload)
-                    .ok()
-                    .map(|docs| (upto, docs))
-            }
-            _ => None,
-        }
-    }
-
-    /// Stores staged uploads in one transaction and acknowledges the last.
-    fn flush_uploads(&mut self, conn: ConnId, staged: &mut StagedUploads, out: &mut Vec<Output>) {
-        if staged.docs.is_empty() {
-            return;
-        }
-        let docs = std::mem::take(&mut staged.docs);
-        let mut produced = Vec::new();
-        if let Err(refusal) = self.store_uploads(conn, staged.upto, docs, &mut produced) {
-            self.refuse(conn, refusal, &mut produced);
-        }
-        self.count_sent(&produced);
-        out.extend(produced);
     }
 
     /// Tells a replica why its session ends, and ends it.
@@ -387,6 +457,14 @@ impl<S: RelayStore> Relay<S> {
         }
     }
 
+    /// Refuses a session whose token has expired since its hello.
+    fn check_token(&self, conn: ConnId, now: u64) -> Result<(), Refusal> {
+        if now >= self.session(conn)?.claims.expires_at {
+            return Err(TokenError::Expired.into());
+        }
+        Ok(())
+    }
+
     fn dispatch(
         &mut self,
         conn: ConnId,
@@ -403,10 +481,16 @@ impl<S: RelayStore> Relay<S> {
         if !self.sessions.contains_key(&conn) {
             return Err(Refusal::new(ErrorCode::Protocol, "unknown connection"));
         }
+        self.check_token(conn, now)?;
         match frame {
             Frame::Subscribe { company, after } => self.on_subscribe(conn, company, after, out),
             Frame::PageAck { company, upto } => self.on_page_ack(conn, company, upto, out),
-            Frame::Upload(upload) => self.on_upload(conn, upload, out),
+            Frame::Upload(upload) => {
+                let mut staged = upload::Staged::default();
+                self.stage(conn, upload, &mut staged)?;
+                self.flush(conn, &mut staged, out);
+                Ok(())
+            }
             Frame::Reconcile { company, buckets } => self.on_reconcile(conn, company, buckets, out),
             Frame::DocSync {
                 company,
@@ -428,21 +512,38 @@ impl<S: RelayStore> Relay<S> {
         out: &mut Vec<Output>,
     ) -> Result<(), Refusal> {
         let claims = token::verify(&self.cfg.secret, &hello.token, now)?;
-        if self.store.is_revoked(&claims.replica).map_err(internal)? {
+        let revoked = self
+            .store
+            .revoked_at(&claims.replica)
+            .map_err(internal)?
+            .is_some_and(|at| claims.issued_at <= at);
+        if revoked {
             return Err(TokenError::Revoked.into());
         }
-        if !self
+        match self
             .store
             .bind_replica(&claims.replica, hello.replica)
             .map_err(internal)?
         {
-            return Err(Refusal::new(
-                ErrorCode::Unauthorized,
-                format!(
-                    "token for replica {:?} is bound to another replica id; issue a new token",
-                    claims.replica
-                ),
-            ));
+            Binding::Bound => {}
+            Binding::NameTaken => {
+                return Err(Refusal::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "token for replica {:?} is bound to another replica id; issue a new token",
+                        claims.replica
+                    ),
+                ));
+            }
+            Binding::IdTaken => {
+                return Err(Refusal::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "replica id {} belongs to another replica name; a token for {:?} cannot speak for it",
+                        hello.replica, claims.replica
+                    ),
+                ));
+            }
         }
         if self.sessions_of(&claims.replica) >= self.cfg.max_sessions_per_replica {
             return Err(Refusal::new(
@@ -492,18 +593,6 @@ impl<S: RelayStore> Relay<S> {
             Err(Refusal::new(
                 ErrorCode::Forbidden,
                 format!("company {company} is not granted to this token"),
-            ))
-        }
-    }
-
-    fn check_write(&self, conn: ConnId, company: &Company) -> Result<(), Refusal> {
-        self.check_read(conn, company)?;
-        if self.session(conn)?.claims.write {
-            Ok(())
-        } else {
-            Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "this token is read-only",
             ))
         }
     }
@@ -616,106 +705,14 @@ impl<S: RelayStore> Relay<S> {
         }
     }
 
-    fn on_upload(
-        &mut self,
-        conn: ConnId,
-        upload: Upload,
-        out: &mut Vec<Output>,
-    ) -> Result<(), Refusal> {
-        let upto = upload.upto;
-        let docs = self.validate_upload(conn, upload)?;
-        self.store_uploads(conn, upto, docs, out)
-    }
-
-    /// Stores validated uploads in one transaction, then acknowledges everything up to `upto`.
-    fn store_uploads(
-        &mut self,
-        conn: ConnId,
-        upto: u64,
-        docs: Vec<IngestDoc>,
-        out: &mut Vec<Output>,
-    ) -> Result<(), Refusal> {
-        let replica = self.session(conn)?.replica;
-        let stored = self.ingest(conn, replica, docs, out)?;
-        tracing::debug!(conn, upto, stored, "uploads stored");
-        out.push(Output::Send(conn, encode(&Frame::Ack { upto })));
-        Ok(())
-    }
-
-    /// Checks an upload against the limits, the session's grants and each change's author.
-    fn validate_upload(&self, conn: ConnId, upload: Upload) -> Result<Vec<IngestDoc>, Refusal> {
-        let replica = self.session(conn)?.replica;
-        let total: usize = upload.docs.iter().map(|d| d.changes.len()).sum();
-        if total > self.cfg.max_upload_changes {
-            return Err(Refusal::new(
-                ErrorCode::Limit,
-                format!(
-                    "upload of {total} changes exceeds {}",
-                    self.cfg.max_upload_changes
-                ),
-            ));
-        }
-        let mut docs = Vec::with_capacity(upload.docs.len());
-        for DocChanges {
-            doc,
-            company,
-            changes,
-        } in upload.docs
-        {
-            self.check_write(conn, &company)?;
-            self.check_doc_company(&doc, &company)?;
-            let changes = changes
-                .iter()
-                .map(|c| change::parse_own(c, replica))
-                .collect::<Result<Vec<_>, _>>()?;
-            docs.push(IngestDoc {
-                doc,
-                company,
-                changes,
-            });
-        }
-        Ok(docs)
-    }
-
-    fn check_doc_company(&self, doc: &DocId, company: &Company) -> Result<(), Refusal> {
-        match self.store.doc_company(doc).map_err(internal)? {
-            Some(c) if &c != company => Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("document {doc} does not belong to company {company}"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Stores validated changes and pushes the new entries to every live subscriber.
-    fn ingest(
-        &mut self,
-        origin_conn: ConnId,
-        origin: ReplicaId,
-        docs: Vec<IngestDoc>,
-        out: &mut Vec<Output>,
-    ) -> Result<usize, Refusal> {
-        let count: usize = docs.iter().map(|d| d.changes.len()).sum();
-        let entries = self.store.ingest(origin, docs).map_err(internal)?;
-        self.stats.changes_stored += count as u64;
-        let mut by_company: BTreeMap<Company, Vec<FeedEntry>> = BTreeMap::new();
-        for (company, entry) in entries {
-            by_company.entry(company).or_default().push(entry);
-        }
-        for (company, entries) in by_company {
-            self.push_live(origin_conn, company, entries, out);
-        }
-        Ok(count)
-    }
-
     fn push_live(
         &mut self,
         origin_conn: ConnId,
         company: Company,
-        entries: Vec<FeedEntry>,
+        entries: Vec<(FeedEntry, bool)>,
         out: &mut Vec<Output>,
     ) {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        let (Some((first, _)), Some((last, _))) = (entries.first(), entries.last()) else {
             return;
         };
         let (from, upto) = (first.seq - 1, last.seq);
@@ -742,13 +739,17 @@ impl<S: RelayStore> Relay<S> {
             feed.cursor = upto;
             feed.unacked += 1;
             let bytes = if *conn == origin_conn {
-                // The uploader already holds these changes durably: send positions only.
+                // The uploader already holds its own changes durably: send positions only.
                 let stub: Vec<FeedEntry> = entries
                     .iter()
-                    .map(|e| FeedEntry {
+                    .map(|(e, holds)| FeedEntry {
                         seq: e.seq,
                         doc: e.doc,
-                        changes: Vec::new(),
+                        changes: if *holds {
+                            Vec::new()
+                        } else {
+                            e.changes.clone()
+                        },
                     })
                     .collect();
                 encode(&Frame::Feed(FeedPage {
@@ -764,7 +765,7 @@ impl<S: RelayStore> Relay<S> {
                             company: company.clone(),
                             from,
                             upto,
-                            entries: entries.clone(),
+                            entries: entries.iter().map(|(e, _)| e.clone()).collect(),
                         }))
                     })
                     .clone()
@@ -779,122 +780,5 @@ impl<S: RelayStore> Relay<S> {
             out.push(Output::Close(conn));
             self.disconnect(conn);
         }
-    }
-
-    fn on_reconcile(
-        &mut self,
-        conn: ConnId,
-        company: Company,
-        theirs: Vec<[u8; 32]>,
-        out: &mut Vec<Output>,
-    ) -> Result<(), Refusal> {
-        self.check_read(conn, &company)?;
-        if theirs.len() != BUCKETS {
-            return Err(Refusal::new(
-                ErrorCode::Protocol,
-                "reconcile needs 256 buckets",
-            ));
-        }
-        let (head, docs) = self.store.doc_digests(&company).map_err(internal)?;
-        let mine = bucket_digests(docs.iter().map(|(d, h)| (d, h)));
-        let buckets: Vec<u8> = (0..=255u8)
-            .filter(|b| mine[usize::from(*b)] != theirs[usize::from(*b)])
-            .collect();
-        let docs = docs
-            .into_iter()
-            .filter(|(d, _)| buckets.contains(&bucket_of(d)))
-            .collect();
-        let diff = Frame::ReconcileDiff {
-            company,
-            head,
-            buckets,
-            docs,
-        };
-        out.push(Output::Send(conn, encode(&diff)));
-        Ok(())
-    }
-
-    fn on_doc_sync(
-        &mut self,
-        conn: ConnId,
-        company: Company,
-        doc_id: DocId,
-        message: Option<Vec<u8>>,
-        out: &mut Vec<Output>,
-    ) -> Result<(), Refusal> {
-        self.check_read(conn, &company)?;
-        self.check_doc_company(&doc_id, &company)?;
-        let may_write = self.session(conn)?.claims.write;
-        let replica = self.session(conn)?.replica;
-        let known = self.session(conn)?.repairs.contains_key(&doc_id);
-        if !known {
-            if self.session(conn)?.repairs.len() >= self.cfg.max_repairs {
-                return Err(Refusal::new(
-                    ErrorCode::Limit,
-                    "too many documents in repair at once",
-                ));
-            }
-            let doc = self
-                .store
-                .load_doc(&doc_id)
-                .map_err(internal)?
-                .unwrap_or_default();
-            if let Some(s) = self.sessions.get_mut(&conn) {
-                s.repairs.insert(doc_id, (doc, sync::State::new()));
-            }
-        }
-        let Some((doc, state)) = self
-            .sessions
-            .get_mut(&conn)
-            .and_then(|s| s.repairs.get_mut(&doc_id))
-        else {
-            return Err(Refusal::new(ErrorCode::Protocol, "no repair state"));
-        };
-        let mut learnt = Vec::new();
-        if let Some(bytes) = message {
-            let before = doc.get_heads();
-            let msg = sync::Message::decode(&bytes)
-                .map_err(|e| Refusal::new(ErrorCode::BadChange, e.to_string()))?;
-            doc.receive_sync_message(state, msg)
-                .map_err(|e| Refusal::new(ErrorCode::BadChange, e.to_string()))?;
-            learnt = doc.get_changes(&before);
-        }
-        let reply = doc.generate_sync_message(state).map(|m| m.encode());
-        let heads = doc.get_heads();
-        let finished = reply.is_none();
-        if finished && let Some(s) = self.sessions.get_mut(&conn) {
-            s.repairs.remove(&doc_id);
-        }
-        if !learnt.is_empty() {
-            if !may_write {
-                return Err(Refusal::new(
-                    ErrorCode::Forbidden,
-                    "this token is read-only",
-                ));
-            }
-            self.ingest(
-                conn,
-                replica,
-                vec![IngestDoc {
-                    doc: doc_id,
-                    company: company.clone(),
-                    changes: learnt,
-                }],
-                out,
-            )?;
-        }
-        if finished {
-            // The document was loaded whole, so its heads are exact: repair the index too.
-            self.store.set_heads(&doc_id, &heads).map_err(internal)?;
-        }
-        out.push(Output::Send(
-            conn,
-            encode(&Frame::DocSync {
-                company,
-                doc: doc_id,
-                message: reply,
-            }),
-        ));
-        Ok(())
     }
 }
