@@ -98,6 +98,22 @@ impl Relay {
         format!("ws://127.0.0.1:{}/sync", self.port)
     }
 
+    /// Reads one counter of its `/metrics`, with the metrics key.
+    pub fn metric(&self, name: &str) -> Result<u64> {
+        let key = metrics_key(&self.data)?;
+        let text = reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .bearer_auth(key)
+            .send()?
+            .text()?;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix(&format!("{name} ")) {
+                return Ok(v.trim().parse()?);
+            }
+        }
+        bail!("no metric {name} in:\n{text}")
+    }
+
     /// Issues a token.
     pub fn token(&self, replica: &str, companies: &[&str], read_only: bool) -> Result<String> {
         token(&self.data, replica, companies, read_only)
@@ -120,6 +136,21 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The key a relay's `/metrics` answers to, with `ficha-relay metrics-key`.
+pub fn metrics_key(data: &Path) -> Result<String> {
+    let out = Command::new(bin("ficha-relay"))
+        .args(["metrics-key", "--data"])
+        .arg(data)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "metrics-key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
 /// Issues a token with `ficha-relay token`.

@@ -36,27 +36,79 @@ fn load_secret(dir: &Path) -> Result<[u8; 32], Error> {
 /// A relay with its database open and its port bound, not serving yet.
 pub struct BoundRelay {
     listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
     shared: Arc<server::Shared>,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     dir: PathBuf,
+}
+
+async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let bound = listener.local_addr().map_err(Error::Serve)?;
+    Ok((listener, bound))
+}
+
+/// Raises the open-files limit as far as the system allows and fits the connection caps
+/// under it, so the relay never meets "too many open files" (each connection is one).
+fn fit_to_open_files(mut limits: Limits) -> Limits {
+    /// Descriptors beside connections: database, journal, listeners, logs, resolver.
+    const RESERVED: u64 = 64;
+    let wanted = (limits.max_connections + limits.max_strangers) as u64 + RESERVED;
+    let allowed = match rlimit::increase_nofile_limit(wanted) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-files limit");
+            return limits;
+        }
+    };
+    if allowed < wanted {
+        let room = allowed.saturating_sub(RESERVED) as usize;
+        let strangers = (room / 5).max(1);
+        let sessions = room.saturating_sub(strangers).max(1);
+        tracing::warn!(
+            allowed,
+            sessions,
+            strangers,
+            "the open-files limit is below the connection caps: lowering them to fit"
+        );
+        limits.max_connections = limits.max_connections.min(sessions);
+        limits.max_strangers = limits.max_strangers.min(strangers);
+    }
+    limits
 }
 
 impl BoundRelay {
     /// Opens the database and secret in `dir` and binds `listen` (port 0 picks a free port).
     pub async fn bind(dir: &Path, listen: SocketAddr, limits: Limits) -> Result<Self, Error> {
+        Self::bind_with_admin(dir, listen, None, limits).await
+    }
+
+    /// As [`BoundRelay::bind`], serving `/metrics` and `/admin/*` on `admin` alone if given.
+    pub async fn bind_with_admin(
+        dir: &Path,
+        addr: SocketAddr,
+        admin: Option<SocketAddr>,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         let store = store::RedbRelayStore::open(dir)?;
         let secret = load_secret(dir)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Listen {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(Error::Serve)?;
+        let (listener, addr) = listen(addr).await?;
+        let (admin, admin_addr) = match admin {
+            Some(a) => {
+                let (l, a) = listen(a).await?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             listener,
-            shared: server::Shared::new(store, secret, limits),
+            admin,
+            shared: server::Shared::new(store, secret, fit_to_open_files(limits)),
             addr,
+            admin_addr,
             dir: dir.to_path_buf(),
         })
     }
@@ -66,6 +118,11 @@ impl BoundRelay {
         self.addr
     }
 
+    /// The admin listener's address, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Serves until `shutdown` resolves; the database is closed when this returns.
     pub async fn serve(
         self,
@@ -73,7 +130,7 @@ impl BoundRelay {
     ) -> Result<(), Error> {
         let addr_file = self.dir.join(ADDR_FILE);
         // Admin commands connect here; a wildcard bind is reached through loopback.
-        let mut reach = self.addr;
+        let mut reach = self.admin_addr.unwrap_or(self.addr);
         if reach.ip().is_unspecified() {
             reach.set_ip(match reach {
                 SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -85,7 +142,7 @@ impl BoundRelay {
             source,
         })?;
         tracing::info!(addr = %self.addr, data = %self.dir.display(), "relay serving");
-        let result = server::run(self.listener, self.shared, shutdown).await;
+        let result = server::run(self.listener, self.admin, self.shared, shutdown).await;
         // Another relay may have taken over the directory since; its file stays.
         if std::fs::read_to_string(&addr_file).is_ok_and(|a| a == reach.to_string()) {
             let _ = std::fs::remove_file(&addr_file);
@@ -98,6 +155,8 @@ impl BoundRelay {
 pub struct RunningRelay {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The key `/metrics` answers to.
+    pub metrics_key: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -134,12 +193,14 @@ pub async fn spawn_with(
 ) -> Result<RunningRelay, Error> {
     let bound = BoundRelay::bind(dir, listen, limits).await?;
     let addr = bound.addr();
+    let metrics_key = secret::metrics_key(&load_secret(dir)?);
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(bound.serve(async {
         let _ = rx.await;
     }));
     Ok(RunningRelay {
         addr,
+        metrics_key,
         stop: Some(tx),
         task,
     })

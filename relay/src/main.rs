@@ -30,9 +30,17 @@ enum Command {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:7300")]
         listen: SocketAddr,
-        /// Most concurrent connections.
+        /// Serve /metrics and /admin/* on this address only (still with their keys), e.g. a
+        /// loopback port a reverse proxy does not forward.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// Most concurrent sessions (replicas with an accepted hello).
         #[arg(long, default_value_t = 1000)]
         max_sessions: usize,
+        /// Most concurrent connections without an accepted hello (strangers), kept apart from
+        /// the sessions' slots.
+        #[arg(long, default_value_t = 256)]
+        max_strangers: usize,
         /// Most concurrent sessions per replica name.
         #[arg(long, default_value_t = 4)]
         max_sessions_per_replica: usize,
@@ -76,7 +84,14 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// Refuses every token of a replica from now on (works while serving).
+    /// Prints the key /metrics answers to (`Authorization: Bearer KEY`), for a scraper.
+    MetricsKey {
+        /// Data directory (only its signing secret is read).
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Refuses every token of a replica issued until now (works while serving); a token
+    /// issued afterwards readmits it.
     Revoke {
         /// Data directory.
         #[arg(long)]
@@ -114,21 +129,27 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             data,
             listen,
+            admin_listen,
             max_sessions,
+            max_strangers,
             max_sessions_per_replica,
             idle_timeout_secs,
         } => {
             let limits = Limits {
                 max_connections: max_sessions,
+                max_strangers,
                 max_sessions_per_replica,
                 idle_timeout: Duration::from_secs(idle_timeout_secs),
                 ..Limits::default()
             };
-            let relay = BoundRelay::bind(&data, listen, limits)
+            let relay = BoundRelay::bind_with_admin(&data, listen, admin_listen, limits)
                 .await
                 .with_context(|| format!("cannot serve from {}", data.display()))?;
             let mut out = std::io::stdout();
             writeln!(out, "listening on {}", relay.addr())?;
+            if let Some(a) = relay.admin_addr() {
+                writeln!(out, "admin listening on {a}")?;
+            }
             out.flush()?;
             relay.serve(shutdown_signal()).await?;
         }
@@ -160,6 +181,11 @@ async fn run(cli: Cli) -> Result<()> {
                 )
             })?;
             eprintln!("restored; new epoch {epoch}: replicas will reconcile on their next sync");
+        }
+        Command::MetricsKey { data } => {
+            let secret = ficha_relay::secret::load_or_create(&data)
+                .with_context(|| format!("cannot read the secret in {}", data.display()))?;
+            println!("{}", ficha_relay::secret::metrics_key(&secret));
         }
         Command::Revoke { data, replica } => {
             let msg = admin::revoke(&data, &replica)

@@ -79,6 +79,13 @@ pub fn admin_key(secret: &[u8; 32]) -> String {
         .to_string()
 }
 
+/// The credential for `/metrics`: lets a scraper read counts, and nothing else.
+pub fn metrics_key(secret: &[u8; 32]) -> String {
+    blake3::keyed_hash(secret, b"ficha-relay metrics")
+        .to_hex()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,37 +5,52 @@
 //! is still held, so every session receives frames in the order the relay produced them (live
 //! feed pages must arrive in sequence). A session whose queue is full is too slow to keep: it
 //! is closed and will resume from its checkpoint, so relay memory stays bounded.
+//!
+//! The relay runs its own accept loop ([`accept`]): strangers (connections without an accepted
+//! hello) have a pool of their own, a deadline for their request head and a byte cap.
+//! `/metrics` and `/admin/*` answer only with the keys derived from the signing secret, on the
+//! main listener or on a separate admin listener.
 
+mod accept;
 mod admin;
 mod blobs;
+mod pace;
 mod session;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::CloseFrame;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use ficha_core::relay::{ConnId, Output, Relay, RelayConfig};
 
 use crate::store::{RedbRelayStore, StoreHandle};
 
-/// Header carrying the admin key (see [`crate::secret::admin_key`]).
+/// Header carrying the admin key (see [`crate::secret::admin_key`]); `Authorization: Bearer`
+/// with the same key is accepted too.
 pub const ADMIN_HEADER: &str = "x-ficha-admin";
 
 /// Limits of the network layer.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// A connection must send its whole HTTP request head within this time.
+    pub header_timeout: Duration,
     /// A socket must say hello within this time of connecting (pings do not extend it).
     pub handshake_timeout: Duration,
+    /// Most connections without an accepted hello at once (HTTP requests for blobs included);
+    /// more are dropped at accept. Separate from `max_connections`, so strangers never take
+    /// the slots of authenticated replicas.
+    pub max_strangers: usize,
     /// A session that sends nothing (not even a ping) for this long is closed.
     pub idle_timeout: Duration,
     /// Most concurrent WebSocket connections; more are refused with a `Limit` error.
@@ -57,12 +72,19 @@ pub struct Limits {
     pub uploads_per_sec: f64,
     /// Upload frames a session may send in a burst before pacing starts.
     pub upload_burst: f64,
+    /// Work units a session may spend per second on other frames (see `pace::work_of`: a
+    /// reconcile costs 100, a subscribe 20, a page acknowledgement or repair step 1).
+    pub work_per_sec: f64,
+    /// Work units a session may spend in a burst.
+    pub work_burst: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            header_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            max_strangers: 256,
             idle_timeout: Duration::from_secs(120),
             max_connections: 1000,
             max_sessions_per_replica: 4,
@@ -72,6 +94,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             uploads_per_sec: 10.0,
             upload_burst: 50.0,
+            work_per_sec: 200.0,
+            work_burst: 2000.0,
         }
     }
 }
@@ -86,7 +110,7 @@ struct ConnCtl {
 }
 
 impl ConnCtl {
-    fn set_close(&self, code: u16, reason: &'static str) {
+    fn set_close(&self, code: CloseCode, reason: &'static str) {
         *lock(&self.close) = Some(CloseFrame {
             code,
             reason: reason.into(),
@@ -110,13 +134,16 @@ pub struct Shared {
     store: StoreHandle,
     conns: Mutex<HashMap<ConnId, Conn>>,
     next: AtomicU64,
-    /// Open WebSocket connections (reserved slots).
+    /// Open sessions (reserved slots).
     active: watch::Sender<usize>,
+    /// Permits of connections without an accepted hello.
+    strangers: Arc<Semaphore>,
     closing: AtomicBool,
     /// Refusals decided here rather than by the protocol (limits, text, handshake timeouts).
     refused: AtomicU64,
     limits: Limits,
     admin_key: String,
+    metrics_key: String,
     /// Verifies the tokens of blob requests (sessions verify theirs inside the relay core).
     secret: [u8; 32],
 }
@@ -157,10 +184,12 @@ impl Shared {
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             active: watch::Sender::new(0),
+            strangers: Arc::new(Semaphore::new(limits.max_strangers.max(1))),
             closing: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             limits,
             admin_key: crate::secret::admin_key(&secret),
+            metrics_key: crate::secret::metrics_key(&secret),
             secret,
         })
     }
@@ -189,8 +218,7 @@ impl Shared {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             tracing::warn!(conn, "session too slow to keep up: closing it");
-                            c.ctl
-                                .set_close(axum::extract::ws::close_code::AGAIN, "too slow");
+                            c.ctl.set_close(CloseCode::Again, "too slow");
                             c.ctl.kill.notify_one();
                             conns.remove(&conn);
                             relay.disconnect(conn);
@@ -209,7 +237,34 @@ impl Shared {
         }
     }
 
-    /// Reserves a connection slot, unless the relay is full or shutting down.
+    /// Counts a connection dropped at accept because the strangers' pool was full.
+    fn refused_stranger(&self) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed);
+        // One line per hundred, not one per connection of a flood.
+        if n.is_multiple_of(100) {
+            tracing::warn!(
+                max = self.limits.max_strangers,
+                "dropping connections: too many without an accepted hello"
+            );
+        }
+    }
+
+    /// True when `headers` carry `key` as `Authorization: Bearer` or the admin header.
+    fn authorised(headers: &HeaderMap, key: &str) -> bool {
+        let given = headers
+            .get(ADMIN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            });
+        // blake3 hashes compare in constant time; the key never reaches a log.
+        given.is_some_and(|k| blake3::hash(k.as_bytes()) == blake3::hash(key.as_bytes()))
+    }
+
+    /// Reserves a session slot, unless the relay is full or shutting down.
     fn reserve(self: &Arc<Self>) -> Option<Slot> {
         if self.closing.load(Ordering::SeqCst) {
             return None;
@@ -229,8 +284,7 @@ impl Shared {
     fn begin_shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
         for c in lock(&self.conns).values() {
-            c.ctl
-                .set_close(axum::extract::ws::close_code::AWAY, "relay shutting down");
+            c.ctl.set_close(CloseCode::Away, "relay shutting down");
             c.ctl.kill.notify_one();
         }
     }
@@ -261,43 +315,89 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The relay's routes (serve with connect info: admin calls check the peer address).
+/// The routes replicas use: sync, health and blobs (and, unless an admin listener is given,
+/// the keyed `/metrics` and `/admin/*` too).
 pub fn router(shared: Arc<Shared>) -> Router {
+    sync_routes().merge(admin_routes()).with_state(shared)
+}
+
+fn sync_routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/sync", get(session::upgrade))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/admin/backup", post(admin::backup))
-        .route("/admin/revoke", post(admin::revoke))
         .route("/blobs/{hash}", get(blobs::get).put(blobs::put))
         // The blob limit, plus room for nothing else: bodies are only ever one blob.
         .layer(axum::extract::DefaultBodyLimit::max(
             ficha_core::blob::MAX_BLOB_BYTES,
         ))
-        .with_state(shared)
 }
 
-/// Serves on `listener` until `shutdown` resolves, then closes every session and returns once
-/// they are gone (and, if the caller kept no other handle, the database is closed).
+fn admin_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/admin/backup", post(admin::backup))
+        .route("/admin/revoke", post(admin::revoke))
+}
+
+/// Serves on `listener` (and the admin routes alone on `admin`, if given) until `shutdown`
+/// resolves, then closes every session and returns once they are gone (and, if the caller
+/// kept no other handle, the database is closed).
 pub async fn run(
     listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let compactor = tokio::spawn(compact_forever(shared.clone()));
-    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let closing = shared.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let expirer = tokio::spawn(expire_forever(shared.clone()));
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin.map(|l| {
+        let app = admin_routes().with_state(shared.clone());
+        let shared = shared.clone();
+        // A pool of its own: a flood of strangers on the main port cannot lock an operator out.
+        let pool = Arc::new(Semaphore::new(16));
+        tokio::spawn(async move {
+            accept::serve(l, shared, pool, app, async {
+                let _ = admin_stopped.await;
+            })
+            .await;
+        })
+    });
+    let app = match admin_task {
+        Some(_) => sync_routes().with_state(shared.clone()),
+        None => router(shared.clone()),
+    };
+    accept::serve(
+        listener,
+        shared.clone(),
+        shared.strangers.clone(),
+        app,
+        async move {
             shutdown.await;
             tracing::info!("relay shutting down");
-            closing.begin_shutdown();
-        })
-        .await;
+        },
+    )
+    .await;
+    let _ = stop_admin.send(());
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     compactor.abort();
     let _ = compactor.await;
+    expirer.abort();
+    let _ = expirer.await;
     shared.finish().await;
-    result
+    Ok(())
+}
+
+/// Ends sessions whose token has expired, every second.
+async fn expire_forever(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.with_relay(|r| ((), r.expire(now_secs())));
+    }
 }
 
 /// Folds feed entries in the background, a bounded batch per pass.
@@ -316,18 +416,20 @@ async fn compact_forever(shared: Arc<Shared>) {
     }
 }
 
-/// Prometheus text. Loopback only: counts of documents and sessions span every company, and a
-/// token holder of one company must not learn another's volume from them. Scrape from the host
-/// (or through the reverse proxy, with its own authentication).
+/// Prometheus text, with the metrics key only (see `ficha-relay metrics-key`): the counts span
+/// every company, and a token holder of one must not learn another's volume from them. A
+/// loopback check would not do: behind a reverse proxy on the same host every request comes
+/// from loopback.
 async fn metrics(
     State(shared): State<Arc<Shared>>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> axum::response::Response {
-    if !peer.ip().to_canonical().is_loopback() {
-        tracing::warn!(%peer, "refusing /metrics outside loopback");
+    if !Shared::authorised(&headers, &shared.metrics_key)
+        && !Shared::authorised(&headers, &shared.admin_key)
+    {
         return (
-            axum::http::StatusCode::FORBIDDEN,
-            "metrics are served to loopback only",
+            StatusCode::UNAUTHORIZED,
+            "metrics need `Authorization: Bearer <key>`; print the key with `ficha-relay metrics-key --data DIR`",
         )
             .into_response();
     }
@@ -340,6 +442,8 @@ async fn metrics(
         Default::default()
     });
     let connections = *shared.active.borrow();
+    let strangers = shared.limits.max_strangers - shared.strangers.available_permits();
+    let warm = lock(&shared.relay).warm_docs();
     let blobs = blocking(|| shared.store.blob_count()).unwrap_or(0);
     let refused = stats.refused + shared.refused.load(Ordering::Relaxed);
     let body = format!(
@@ -352,13 +456,19 @@ async fn metrics(
          # TYPE ficha_bytes_in_total counter\nficha_bytes_in_total {}\n\
          # TYPE ficha_bytes_out_total counter\nficha_bytes_out_total {}\n\
          # TYPE ficha_refused_total counter\nficha_refused_total {refused}\n\
-         # TYPE ficha_blobs gauge\nficha_blobs {blobs}\n",
+         # TYPE ficha_blobs gauge\nficha_blobs {blobs}\n\
+         # TYPE ficha_strangers gauge\nficha_strangers {strangers}\n\
+         # TYPE ficha_warm_documents gauge\nficha_warm_documents {warm}\n\
+         # TYPE ficha_refused_documents_total counter\nficha_refused_documents_total {}\n\
+         # TYPE ficha_parked_total counter\nficha_parked_total {}\n",
         counts.documents,
         counts.changes,
         stats.frames_in,
         stats.frames_out,
         stats.bytes_in,
         stats.bytes_out,
+        stats.refused_docs,
+        stats.parked,
     );
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }

@@ -38,14 +38,23 @@ async fn connections_over_the_limit_are_refused_until_one_closes() {
     assert!(next(&mut same_name).await.is_none());
     wait_metric(&relay, "ficha_connections", 1).await;
 
-    // Overall: a third connection is refused before it can say anything.
-    let _second = connect(&relay).await;
+    // Overall: with two sessions open, a third replica's hello is refused; a connection that
+    // has not said hello holds no session slot.
+    let _stranger = connect(&relay).await;
+    let b = issue_token(dir.path(), "b", &["acme".into()], false, 1).expect("token");
+    let mut second = connect(&relay).await;
+    assert!(matches!(
+        hello(&mut second, ReplicaId([2; 16]), b).await,
+        Frame::Welcome(_)
+    ));
+    let c = issue_token(dir.path(), "c", &["acme".into()], false, 1).expect("token");
     let mut third = connect(&relay).await;
-    assert_eq!(error_code(next(&mut third).await), Some(ErrorCode::Limit));
+    let answer = hello(&mut third, ReplicaId([3; 16]), c).await;
+    assert_eq!(error_code(Some(answer)), Some(ErrorCode::Limit));
     assert!(next(&mut third).await.is_none());
 
     drop(first);
-    wait_metric(&relay, "ficha_sessions", 0).await;
+    wait_metric(&relay, "ficha_sessions", 1).await;
     let mut again = connect(&relay).await;
     assert!(matches!(
         hello(&mut again, ReplicaId([1; 16]), token).await,

@@ -269,3 +269,28 @@ async fn one_token_cannot_speak_for_two_replicas() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_cannot_speak_for_an_existing_replica_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let relay = start(dir.path(), quick()).await;
+    let victim = ReplicaId([1; 16]);
+    let token = issue_token(dir.path(), "laptop", &["acme".into()], false, 1).expect("token");
+    let mut first = connect(&relay).await;
+    assert!(matches!(
+        hello(&mut first, victim, token).await,
+        Frame::Welcome(_)
+    ));
+    // Another name, freshly issued, claims the laptop's replica id: its actors would pass for
+    // the laptop's.
+    let other = issue_token(dir.path(), "mallory", &["acme".into()], false, 1).expect("token");
+    let mut forger = connect(&relay).await;
+    match hello(&mut forger, victim, other).await {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+            assert!(e.message.contains("another replica name"), "{}", e.message);
+        }
+        f => panic!("expected a refusal, got {f:?}"),
+    }
+    relay.stop().await;
+}

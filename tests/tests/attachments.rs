@@ -2,7 +2,7 @@
 //! uploaded beside the document, fetched lazily in another branch, kept there, refused above
 //! the size limit, and invisible to a token of another company.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use ficha_e2e::Relay;
 use rand::{Rng, SeedableRng};
 
@@ -15,14 +15,7 @@ fn blob_status(relay: &Relay, hash: &str, token: &str) -> Result<(u16, Vec<u8>)>
 }
 
 fn metric(relay: &Relay, name: &str) -> Result<u64> {
-    let text =
-        reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", relay.port))?.text()?;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix(&format!("{name} ")) {
-            return Ok(v.trim().parse()?);
-        }
-    }
-    bail!("no metric {name}")
+    relay.metric(name)
 }
 
 #[test]

@@ -242,8 +242,11 @@ pub struct Traffic {
 }
 
 /// Reads the relay's counters.
-pub async fn traffic(addr: std::net::SocketAddr) -> Result<Traffic> {
-    let body = reqwest::get(format!("http://{addr}/metrics"))
+pub async fn traffic(relay: &ficha_relay::RunningRelay) -> Result<Traffic> {
+    let body = reqwest::Client::new()
+        .get(format!("http://{}/metrics", relay.addr))
+        .bearer_auth(&relay.metrics_key)
+        .send()
         .await?
         .text()
         .await?;

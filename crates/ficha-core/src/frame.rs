@@ -247,6 +247,30 @@ impl Frame {
             && bytes[2] == UPLOAD_TAG
     }
 
+    /// The [`Frame::kind`] that `bytes` claim to carry, read from the header alone so a driver
+    /// can pace every kind of frame before decoding it; None for what is not a frame.
+    pub fn kind_of(bytes: &[u8]) -> Option<&'static str> {
+        const KINDS: [&str; 13] = [
+            "hello",
+            "welcome",
+            "error",
+            "subscribe",
+            "feed",
+            "page_ack",
+            "caught_up",
+            "upload",
+            "ack",
+            "reconcile",
+            "reconcile_diff",
+            "doc_sync",
+            "refused",
+        ];
+        match bytes {
+            [MAGIC, PROTOCOL_VERSION, tag, ..] => KINDS.get(usize::from(*tag)).copied(),
+            _ => None,
+        }
+    }
+
     /// Decodes one frame, refusing anything larger than `max_len`.
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Frame, FrameError> {
         if bytes.len() > max_len {
@@ -319,6 +343,34 @@ mod tests {
         ];
         assert!(others.iter().all(|f| !Frame::is_upload(f)));
         assert!(!Frame::is_upload(&[MAGIC, PROTOCOL_VERSION]));
+    }
+
+    #[test]
+    fn a_frame_kind_is_read_from_its_header() {
+        let frames = [
+            Frame::Ack { upto: 1 },
+            Frame::Subscribe {
+                company: company(),
+                after: 0,
+            },
+            Frame::Reconcile {
+                company: company(),
+                buckets: Vec::new(),
+            },
+            Frame::DocSync {
+                company: company(),
+                doc: DocId([1; 16]),
+                message: None,
+            },
+            Frame::Refused(Refusals {
+                upto: 1,
+                docs: Vec::new(),
+            }),
+        ];
+        for f in frames {
+            assert_eq!(Frame::kind_of(&f.encode()), Some(f.kind()));
+        }
+        assert_eq!(Frame::kind_of(&[0, 1, 2]), None);
     }
 
     #[test]

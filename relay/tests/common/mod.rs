@@ -142,7 +142,10 @@ pub fn upload(upto: u64, doc: DocId, company: &str, changes: Vec<Vec<u8>>) -> Fr
 
 /// One value from the relay's /metrics.
 pub async fn metric(relay: &RunningRelay, name: &str) -> u64 {
-    let body = reqwest::get(format!("http://{}/metrics", relay.addr))
+    let body = reqwest::Client::new()
+        .get(format!("http://{}/metrics", relay.addr))
+        .bearer_auth(&relay.metrics_key)
+        .send()
         .await
         .expect("metrics")
         .text()

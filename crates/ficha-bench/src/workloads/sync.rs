@@ -71,12 +71,12 @@ pub async fn initial_sync(count: usize, items: usize) -> Result<Vec<Row>> {
     phase("initial_sync", "fill and compact the relay", &mut lap);
     let relay = ficha_relay::spawn(&relay_dir, "127.0.0.1:0".parse()?).await?;
     let store = replica(&scratch.path("r"), &relay_dir, &relay.url(), "r")?;
-    let before = traffic(relay.addr).await?;
+    let before = traffic(&relay).await?;
     let t = Instant::now();
     sync_once(store.clone(), FOREVER).await?;
     let secs = t.elapsed().as_secs_f64();
     phase("initial_sync", "ours", &mut lap);
-    let ours = traffic(relay.addr).await? - before;
+    let ours = traffic(&relay).await? - before;
     ensure!(
         store.doc_count()? == count as u64,
         "initial sync missed documents"
@@ -194,11 +194,11 @@ pub async fn idle_reconnect(corpus: &Corpus) -> Result<Vec<Row>> {
         .as_ref()
         .context("the corpus relay was stopped")?;
     let store = corpus.replica.clone();
-    let before = traffic(relay.addr).await?;
+    let before = traffic(relay).await?;
     let t = Instant::now();
     sync_once(store.clone(), FOREVER).await?;
     let secs = t.elapsed().as_secs_f64();
-    let ours = traffic(relay.addr).await? - before;
+    let ours = traffic(relay).await? - before;
     phase("idle_reconnect", "ours", &mut lap);
 
     let server_docs: Vec<Automerge> = docs.iter().map(|(_, d)| d.clone()).collect();
@@ -326,9 +326,9 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
             });
         sync_once(writer.clone(), FOREVER).await?;
         tokio::time::sleep(COMPACTED * 5).await;
-        let before = traffic(relay.addr).await?;
+        let before = traffic(&relay).await?;
         sync_once(reader.clone(), FOREVER).await?;
-        let ours = traffic(relay.addr).await? - before;
+        let ours = traffic(&relay).await? - before;
         let budget = change_bytes as f64 + 64.0 * m as f64;
         rows.push(Row::new(
             "reconnect_after_edits",
