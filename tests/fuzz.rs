@@ -115,7 +115,7 @@ pub fn csv_import(data: &[u8]) {
                     report.errors.len() <= report.rows,
                     "more row errors than rows"
                 ),
-                Err(e) => assert!(e.is_bad_input(), "not an input error: {e}"),
+                Err(e) => assert!(e.is_row_error(), "not an input error: {e}"),
             }
         }
     });
@@ -147,8 +147,10 @@ pub fn api_body(data: &[u8]) {
                 let state = ficha_app::http::ApiState {
                     replica: replica.clone(),
                     sync: Arc::new(ficha_app::sync::SyncStatus::default()),
+                    listen: None,
                 };
                 let request = axum::http::Request::post(path)
+                    .header("host", "127.0.0.1")
                     .header("content-type", "application/json")
                     .body(axum::body::Body::from(data.to_vec()))
                     .expect("request");

@@ -98,10 +98,28 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
     },
-    /// Sync status and pending uploads.
-    Status,
+    /// Sync status: pending uploads, refused changes, quarantined documents, last sync.
+    Status {
+        /// One line of JSON instead of indented JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// This replica's token.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Runs the two-branch offline story end to end in a temporary directory.
     Demo,
+}
+
+/// `ficha token …`
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Replaces the token (one the relay issued again, for the same replica name, after the
+    /// old one expired or was revoked); changes the relay had refused are queued again.
+    Set {
+        /// The new token.
+        token: String,
+    },
 }
 
 /// `ficha client …`
@@ -158,7 +176,8 @@ pub enum ClientCmd {
         sort: ficha_domain::search::Sort,
     },
     /// One action on every client a filter (or --ids) selects: archive, trash, restore,
-    /// add-group G, remove-group G, assign EMPLOYEE.
+    /// add-group G, remove-group G, assign EMPLOYEE. All or nothing: every client is checked
+    /// first, then all change together.
     Bulk {
         action: String,
         value: Option<String>,
@@ -167,6 +186,12 @@ pub enum ClientCmd {
         /// Comma-separated client ids instead of a filter.
         #[arg(long, value_delimiter = ',')]
         ids: Vec<String>,
+        /// With no filter and no ids: yes, every client.
+        #[arg(long)]
+        all: bool,
+        /// Restore even clients that may duplicate active ones.
+        #[arg(long)]
+        force: bool,
     },
     /// Total clients, total reviews and average rating of the clients a filter selects.
     Stats {
@@ -517,6 +542,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ),
                 None => Box::new(std::io::stdout()),
             };
+            replica.check_filter(&filter)?;
             let clients = replica.query(&filter)?;
             match format.as_str() {
                 "csv" => crate::import::export_csv(&clients, &mut sink)?,
@@ -544,22 +570,37 @@ pub async fn run(cli: Cli) -> Result<()> {
             if candidates > 0 {
                 eprintln!("{candidates} possible duplicate clients: see `ficha duplicates list`");
             }
+            let status = replica.status("disconnected", "off", None)?;
+            if !status.refused.is_empty() {
+                eprintln!(
+                    "{} changes were refused by the relay and wait aside: see `ficha status`",
+                    status.refused.len()
+                );
+            }
+            if !status.quarantined.is_empty() {
+                eprintln!(
+                    "{} documents from the relay could not be applied and are in quarantine: see `ficha status`",
+                    status.quarantined.len()
+                );
+            }
             eprintln!(
                 "synced with {} ({} documents, {} changes pending upload)",
-                replica.store().identity().relay_url,
-                replica.store().doc_count()?,
-                replica.pending_upload()?
+                status.relay_url, status.documents, status.pending_upload
             );
         }
-        Command::Status => {
-            let s = serde_json::json!({
-                "replica": replica.store().identity().name,
-                "replica_id": replica.store().replica().to_string(),
-                "relay_url": replica.store().identity().relay_url,
-                "documents": replica.store().doc_count()?,
-                "pending_upload": replica.pending_upload()?,
-            });
-            println!("{}", serde_json::to_string_pretty(&s)?);
+        Command::Status { json } => {
+            let s = replica.status("disconnected", "off", None)?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            }
+        }
+        Command::Token(TokenCmd::Set { token }) => {
+            let requeued = replica.set_token(&token)?;
+            eprintln!(
+                "token replaced; the relay checks it at the next sync ({requeued} refused changes queued again)"
+            );
         }
         Command::Serve { listen } => serve(replica, listen).await?,
         Command::Init { .. } | Command::Demo => unreachable!("handled above"),
@@ -657,8 +698,8 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             }
         }
         ClientCmd::Set { id, field, value } => replica.set_field(parse_id(&id)?, &field, &value)?,
-        ClientCmd::Archive { id } => replica.set_state(parse_id(&id)?, "archived")?,
-        ClientCmd::Trash { id } => replica.set_state(parse_id(&id)?, "trashed")?,
+        ClientCmd::Archive { id } => replica.set_state(parse_id(&id)?, "archived", false)?,
+        ClientCmd::Trash { id } => replica.set_state(parse_id(&id)?, "trashed", false)?,
         ClientCmd::Restore { id, force } => replica.reactivate(parse_id(&id)?, force)?,
         ClientCmd::Show { id, json } => {
             let view = replica.show(parse_id(&id)?)?;
@@ -673,12 +714,24 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             value,
             filter,
             ids,
+            all,
+            force,
         } => {
             let ids = ids
                 .iter()
                 .map(|i| parse_id(i))
                 .collect::<Result<Vec<_>, _>>()?;
-            let n = replica.bulk(&filter.into(), &ids, &action, value.as_deref())?;
+            let filter: ficha_domain::search::Filter = filter.into();
+            replica.check_filter(&filter)?;
+            let selection = if ids.is_empty() {
+                crate::app::Selection::Filter {
+                    filter: &filter,
+                    all,
+                }
+            } else {
+                crate::app::Selection::Ids(&ids)
+            };
+            let n = replica.bulk(selection, &action, value.as_deref(), force)?;
             println!("{n}");
         }
         ClientCmd::Stats { filter } => {
@@ -712,9 +765,8 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
     let replica = Arc::new(replica);
     let status = Arc::new(SyncStatus::default());
     let shutdown = Arc::new(Notify::new());
-    let sync = tokio::spawn(run_forever(
-        replica.store().clone(),
-        replica.changed().clone(),
+    let sync = tokio::spawn(supervise_sync(
+        replica.clone(),
         status.clone(),
         shutdown.clone(),
     ));
@@ -725,8 +777,11 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                if let Err(e) = tokio::task::block_in_place(|| replica.forward_tombstones()) {
-                    tracing::warn!(error = %e, "forwarding merged clients failed");
+                let r = replica.clone();
+                match tokio::task::spawn_blocking(move || r.forward_tombstones()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "forwarding merged clients failed"),
+                    Err(e) => tracing::warn!(error = %e, "forwarding merged clients failed"),
+                    Ok(Ok(_)) => {}
                 }
             }
         })
@@ -739,6 +794,7 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
     let state = ApiState {
         replica,
         sync: status,
+        listen: Some(addr),
     };
     let stop = shutdown.clone();
     axum::serve(listener, router(state))
@@ -756,4 +812,34 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
         bail!("background sync did not stop in time");
     }
     Ok(())
+}
+
+/// Runs the background sync, starting it again if it ever fails: `/api/status` must never
+/// say a sync is running that is not.
+async fn supervise_sync(replica: Arc<Replica>, status: Arc<SyncStatus>, shutdown: Arc<Notify>) {
+    loop {
+        let task = tokio::spawn(run_forever(
+            replica.store().clone(),
+            replica.changed().clone(),
+            status.clone(),
+            shutdown.clone(),
+        ));
+        let ended = tokio::select! {
+            r = task => r,
+            _ = shutdown.notified() => return,
+        };
+        match ended {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "the background sync failed; starting it again");
+                status.failed(format!(
+                    "the background sync failed ({e}) and is starting again"
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.notified() => return,
+                }
+            }
+        }
+    }
 }

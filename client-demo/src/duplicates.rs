@@ -7,10 +7,14 @@
 
 use std::collections::BTreeMap;
 
+use ficha_core::DocId;
 use ficha_domain::ClientSummary;
-use ficha_domain::search::{normalise, phone_digits};
+use ficha_domain::search::{Filter, normalise, phone_digits};
+use ficha_store::StoreError;
 use serde::Serialize;
 use uuid::Uuid;
+
+use crate::app::AppError;
 
 /// Two records that may be one person.
 #[derive(Debug, Clone, Serialize)]
@@ -111,4 +115,90 @@ pub fn candidates(clients: &[ClientSummary]) -> Vec<Candidate> {
             (!dismissed).then_some(Candidate { a, b, reasons })
         })
         .collect()
+}
+
+impl crate::app::Replica {
+    /// Merges `other` into `survivor`: every item of both survives under the survivor's id,
+    /// and `other` becomes a tombstone pointing at it.
+    pub fn merge(&self, survivor: DocId, other: DocId) -> Result<usize, AppError> {
+        if survivor == other {
+            return Err(AppError::BadInput(
+                "a client cannot be merged into itself".into(),
+            ));
+        }
+        let (s, o) = (self.meta_company(survivor)?, self.meta_company(other)?);
+        if s != o {
+            return Err(AppError::Conflict(format!(
+                "{survivor} is in {s} and {other} in {o}: only clients of one company merge"
+            )));
+        }
+        let other_doc = self
+            .store()
+            .read_doc(&other)?
+            .ok_or(StoreError::UnknownDoc(other))?;
+        if ficha_domain::merge::merged_into(&other_doc)?.is_some() {
+            return Err(AppError::Conflict(format!("{other} was already merged")));
+        }
+        let copied = self.logged(survivor, "merged", &format!("absorbed {other}"), |d| {
+            Ok(ficha_domain::merge::absorb(d, &other_doc)?)
+        })?;
+        let into = survivor.uuid();
+        self.logged(other, "merged", &format!("merged into {survivor}"), |d| {
+            Ok(ficha_domain::merge::mark_merged(d, into)?)
+        })?;
+        Ok(copied)
+    }
+
+    /// Remembers that two clients are different people.
+    pub fn dismiss(&self, a: DocId, b: DocId) -> Result<(), AppError> {
+        let (ua, ub) = (a.uuid(), b.uuid());
+        self.logged(a, "not_duplicate", &b.to_string(), |d| {
+            Ok(ficha_domain::merge::mark_not_duplicate(d, ub)?)
+        })?;
+        self.logged(b, "not_duplicate", &a.to_string(), |d| {
+            Ok(ficha_domain::merge::mark_not_duplicate(d, ua)?)
+        })
+    }
+
+    /// Copies into each survivor what arrived for its tombstone since the merge (edits made
+    /// offline on a branch that had not heard of the merge). Returns the items forwarded; a
+    /// read-only replica forwards nothing (the replicas that may write do it).
+    pub fn forward_tombstones(&self) -> Result<usize, AppError> {
+        if !self.may_write() {
+            return Ok(0);
+        }
+        let mut forwarded = 0;
+        let merged = self.query(&Filter {
+            state: Some("merged".into()),
+            ..Filter::default()
+        })?;
+        for tomb in merged {
+            let Some(survivor) = tomb.merged_into else {
+                continue;
+            };
+            let Some(doc) = self.store().read_doc(&DocId::from(tomb.id))? else {
+                continue;
+            };
+            let survivor = DocId::from(survivor);
+            if self.store().doc_meta(&survivor)?.is_none() {
+                continue;
+            }
+            let n = self.writer()?.edit_doc(survivor, |d| {
+                Ok::<_, AppError>(ficha_domain::merge::absorb(d, &doc)?)
+            })?;
+            if n > 0 {
+                self.edited();
+                forwarded += n;
+            }
+        }
+        Ok(forwarded)
+    }
+
+    fn meta_company(&self, id: DocId) -> Result<String, AppError> {
+        Ok(self
+            .store()
+            .doc_meta(&id)?
+            .ok_or(StoreError::UnknownDoc(id))?
+            .company)
+    }
 }

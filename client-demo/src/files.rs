@@ -101,6 +101,9 @@ impl Replica {
         mime: Option<&str>,
     ) -> Result<Uuid, AppError> {
         check_size(bytes.len()).map_err(AppError::BadInput)?;
+        if name.trim().is_empty() {
+            return Err(AppError::BadInput("a file needs a name".into()));
+        }
         let meta = self
             .store()
             .doc_meta(&id)?
@@ -116,7 +119,7 @@ impl Replica {
         ];
         values.extend(kind.map(|k| ("kind".to_string(), k.to_string())));
         values.extend(mime.map(|m| ("mime".to_string(), m.to_string())));
-        let who = self.store().identity().name.clone();
+        let who = self.who();
         let batch = self.batch()?;
         batch.add_blob(&hash, bytes, &company)?;
         batch.edit_doc(id, |d| {
@@ -128,7 +131,8 @@ impl Replica {
                 "files_added",
                 &describe(&values),
                 now_ms(),
-            )
+            )?;
+            Ok::<(), AppError>(())
         })?;
         self.commit(batch)?;
         Ok(item)
@@ -140,7 +144,7 @@ impl Replica {
         let entry = view["files"]
             .as_array()
             .and_then(|files| files.iter().find(|f| f["id"] == item))
-            .ok_or_else(|| AppError::BadInput(format!("client {id} has no file {item}")))?;
+            .ok_or_else(|| AppError::NotFound(format!("client {id} has no file {item}")))?;
         let hash = entry["hash"]
             .as_str()
             .unwrap_or_default()

@@ -12,13 +12,13 @@ use std::io::Read;
 use serde::Serialize;
 use uuid::Uuid;
 
-use ficha_core::DocId;
+use ficha_core::{Company, DocId};
 use ficha_domain::ClientSummary;
 use ficha_domain::search::{Filter, normalise};
 
-use ficha_store::{Batch, StoreError};
+use ficha_store::Batch;
 
-use crate::app::{AppError, ImportedRow, Replica};
+use crate::app::{AppError, ImportedRow, Replica, now_ms};
 use crate::duplicates::match_keys;
 
 /// Fields a column can map to: the record's own fields plus what an import row can carry.
@@ -215,19 +215,27 @@ pub fn import(
         state: Some("archived".into()),
         ..Filter::default()
     })?));
-    let mut records = reader.records().enumerate().peekable();
+    let mut records = reader.records().peekable();
     let mut stopped = false;
+    let mut next_line = 2u64;
     while !stopped && records.peek().is_some() {
         // One transaction per batch of rows: an fsync per client would dominate a long import.
         // A crash loses at most the open batch, and re-importing the file is idempotent.
         let writes = replica.batch()?;
-        for (n, record) in records.by_ref().take(ROWS_PER_TRANSACTION) {
-            let line = n as u64 + 2;
+        for record in records.by_ref().take(ROWS_PER_TRANSACTION) {
+            // The line a row starts on, as an editor shows it (a quoted field may span lines).
+            let line = record
+                .as_ref()
+                .ok()
+                .and_then(|r| r.position())
+                .map_or(next_line, |p| p.line());
+            next_line = line + 1;
             report.rows += 1;
             progress(report.rows);
             let result = record
                 .map_err(|e| AppError::BadInput(format!("unreadable row: {e}")))
                 .and_then(|r| {
+                    check_row(&r, columns.len())?;
                     row(
                         replica,
                         &writes,
@@ -243,9 +251,7 @@ pub fn import(
             match result {
                 Ok(()) => {}
                 // The store failing is not the row's fault: stop, keeping the batches done.
-                Err(AppError::Store(e)) if !matches!(e, StoreError::Edit(_)) => {
-                    return Err(AppError::Store(e));
-                }
+                Err(e) if !e.is_row_error() => return Err(e),
                 Err(e) => {
                     report.errors.push(RowError {
                         line,
@@ -268,6 +274,44 @@ pub fn import(
 /// Rows written per transaction.
 const ROWS_PER_TRANSACTION: usize = 500;
 
+/// Refuses a row one of whose quoted fields ran into the following lines: a quote that is
+/// never closed makes the parser read the next rows as part of one field, which would import
+/// them as one client. A line of it that holds as many separators as a row is such a row.
+fn check_row(record: &csv::StringRecord, columns: usize) -> Result<(), AppError> {
+    let separators = columns.saturating_sub(1).max(1);
+    for field in record.iter() {
+        let swallowed = field
+            .lines()
+            .skip(1)
+            .any(|l| l.matches([',', ';']).count() >= separators);
+        if swallowed {
+            return Err(AppError::BadInput(
+                "a quoted field of this row runs into the following lines (is a closing quote missing?): fix the quotes and import again".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A cell as written by a spreadsheet-safe export (a leading `'` before `=`, `+`, `-`, `@`),
+/// read back as the value it protects.
+fn unescape(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => v,
+    }
+}
+
+/// A cell that a spreadsheet would not run as a formula: one starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return gets a leading `'` (OWASP's advice for CSV injection).
+fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{v}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn row(
     replica: &Replica,
@@ -285,7 +329,7 @@ fn row(
         if let Some(f) = col
             && !v.is_empty()
         {
-            values.push((f, v.to_string()));
+            values.push((f, unescape(v).to_string()));
         }
     }
     let get = |f: &str| values.iter().find(|(k, _)| *k == f).map(|(_, v)| v.clone());
@@ -333,11 +377,15 @@ fn row(
     if opts.dry_run {
         // Validate on a scratch document so a dry run refuses exactly what a real run would.
         let mut scratch = automerge::AutoCommit::new();
-        ficha_domain::new_client(&mut scratch, Uuid::nil(), &company, &name, None, None, 0)
-            .map_err(|e| AppError::BadInput(e.to_string()))?;
+        ficha_domain::new_client(&mut scratch, Uuid::nil(), &company, &name, None, None, 0)?;
         for (f, v) in &fields {
-            ficha_domain::set_field(&mut scratch, f, v)
-                .map_err(|e| AppError::BadInput(e.to_string()))?;
+            ficha_domain::set_field(&mut scratch, f, v, 0)?;
+        }
+        for g in &groups {
+            ficha_domain::add_group(&mut scratch, g)?;
+        }
+        if let Some(n) = &note {
+            ficha_domain::add_note(&mut scratch, Uuid::nil(), n, 0)?;
         }
         if matched.is_some() {
             report.updated += 1
@@ -399,7 +447,7 @@ pub fn revert(replica: &Replica, batch: &str) -> Result<usize, AppError> {
             ..Filter::default()
         })? {
             if c.import_batch.as_deref() == Some(batch) {
-                replica.set_state(DocId::from(c.id), "trashed")?;
+                replica.set_state(DocId::from(c.id), "trashed", false)?;
                 n += 1;
             }
         }
@@ -428,7 +476,7 @@ pub fn export_csv(clients: &[ClientSummary], out: impl std::io::Write) -> Result
     .map_err(io)?;
     for c in clients {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-        w.write_record([
+        let cells = [
             c.id.to_string(),
             c.company.clone(),
             c.name.clone(),
@@ -441,10 +489,144 @@ pub fn export_csv(clients: &[ClientSummary], out: impl std::io::Write) -> Result
             c.groups.join(";"),
             opt(&c.home_centre),
             opt(&c.origin),
-        ])
-        .map_err(io)?;
+        ];
+        w.write_record(cells.iter().map(|c| escape(c).into_owned()))
+            .map_err(io)?;
     }
     w.flush()
         .map_err(|e| AppError::BadInput(format!("cannot write CSV: {e}")))?;
     Ok(())
+}
+
+impl Replica {
+    /// Creates a client from an import row, tagged with its batch, inside `w`.
+    pub fn create_imported(
+        &self,
+        w: &Batch<'_>,
+        company: &str,
+        name: &str,
+        row: &ImportedRow<'_>,
+        batch: Uuid,
+    ) -> Result<DocId, AppError> {
+        let ImportedRow {
+            fields,
+            groups,
+            note,
+        } = *row;
+        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        self.check_granted(&company)?;
+        let id = Uuid::new_v4();
+        let who = self.who();
+        w.create_doc(DocId::from(id), &company, |d| {
+            ficha_domain::new_client(d, id, company.as_str(), name, None, None, now_ms())?;
+            for (f, v) in fields {
+                ficha_domain::set_field(d, f, v, now_ms())?;
+            }
+            for g in groups {
+                ficha_domain::add_group(d, g)?;
+            }
+            if let Some(n) = note {
+                ficha_domain::add_note(d, Uuid::new_v4(), n, now_ms())?;
+            }
+            ficha_domain::merge::mark_import(d, batch)?;
+            ficha_domain::log_event(
+                d,
+                Uuid::new_v4(),
+                &who,
+                "imported",
+                &format!("batch {batch}"),
+                now_ms(),
+            )?;
+            Ok::<(), AppError>(())
+        })?;
+        self.edited();
+        Ok(DocId::from(id))
+    }
+
+    /// Applies an import row to an existing client, writing only what differs; true if
+    /// anything changed.
+    pub fn apply_import(
+        &self,
+        w: &Batch<'_>,
+        id: DocId,
+        row: &ImportedRow<'_>,
+    ) -> Result<bool, AppError> {
+        let ImportedRow {
+            fields,
+            groups,
+            note,
+        } = *row;
+        let who = self.who();
+        let changed = w.edit_doc(id, |d| {
+            let current = serde_json::to_value(ficha_domain::view(d.document())?)
+                .map_err(|e| AppError::BadInput(e.to_string()))?;
+            let mut changed = false;
+            for (f, v) in fields {
+                let now = current.get(*f).or_else(|| current["profile"].get(*f));
+                let same = matches!(now, Some(serde_json::Value::String(s)) if s == v);
+                if !same {
+                    ficha_domain::set_field(d, f, v, now_ms())?;
+                    changed = true;
+                }
+            }
+            for g in groups {
+                if !current["groups"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == g))
+                {
+                    ficha_domain::add_group(d, g)?;
+                    changed = true;
+                }
+            }
+            if let Some(n) = note
+                && !current["notes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["text"] == n))
+            {
+                ficha_domain::add_note(d, Uuid::new_v4(), n, now_ms())?;
+                changed = true;
+            }
+            if changed {
+                ficha_domain::log_event(
+                    d,
+                    Uuid::new_v4(),
+                    &who,
+                    "import_updated",
+                    "updated by an import",
+                    now_ms(),
+                )?;
+            }
+            Ok::<bool, AppError>(changed)
+        })?;
+        if changed {
+            self.edited();
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_escaped_and_read_back() {
+        for v in [
+            "=HYPERLINK(\"x\")",
+            "+34 600 111 222",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+        ] {
+            let e = escape(v);
+            assert!(e.starts_with('\''), "{v} -> {e}");
+            assert_eq!(unescape(&e), v);
+        }
+        assert_eq!(escape("Ana"), "Ana");
+        assert_eq!(
+            unescape("'quoted"),
+            "'quoted",
+            "only what an export escaped"
+        );
+    }
 }

@@ -29,8 +29,9 @@ impl Indexer for ClientIndexer {
         Some((serde_json::to_vec(&summary).ok()?, Some(keys_of(&summary))))
     }
 
+    /// 2: summaries (and so terms) are cut to their fields' lengths.
     fn version(&self) -> u64 {
-        1
+        2
     }
 }
 

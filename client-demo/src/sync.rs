@@ -1,8 +1,9 @@
 //! The sync driver: runs a [`ReplicaSession`] over a WebSocket to the relay.
 //!
 //! `sync_once` does one full round and returns; `run_forever` keeps a session up for
-//! `ficha serve`, reconnecting with exponential backoff and jitter, and uploads local edits as
-//! soon as they are committed (the app signals them through a `Notify`).
+//! `ficha serve`, reconnecting with exponential backoff (capped at a few seconds, with jitter,
+//! and cut short by a local edit, which wants uploading), and uploads local edits as soon as
+//! they are committed (the app signals them through a `Notify`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +76,7 @@ impl From<SessionError<StoreError>> for SyncError {
 #[derive(Default)]
 pub struct SyncStatus {
     connected: AtomicBool,
+    restarting: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -84,6 +86,21 @@ impl SyncStatus {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// The sync task: "running", or "restarting" after it failed.
+    pub fn state(&self) -> &'static str {
+        if self.restarting.load(Ordering::Relaxed) {
+            "restarting"
+        } else {
+            "running"
+        }
+    }
+
+    /// Records that the sync task failed and is being started again.
+    pub fn failed(&self, error: String) {
+        self.restarting.store(true, Ordering::Relaxed);
+        self.set(false, Some(error));
+    }
+
     /// The last error, if the last session ended in one.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
@@ -91,6 +108,9 @@ impl SyncStatus {
 
     fn set(&self, connected: bool, error: Option<String>) {
         self.connected.store(connected, Ordering::Relaxed);
+        if connected {
+            self.restarting.store(false, Ordering::Relaxed);
+        }
         if let Ok(mut e) = self.last_error.lock() {
             *e = error;
         }
@@ -111,6 +131,10 @@ pub async fn sync_once(store: Arc<Store>, timeout: Duration) -> Result<(), SyncE
         Err(_) => Err(SyncError::Timeout(timeout)),
     }
 }
+
+/// The longest wait between reconnection attempts: a branch whose link comes back must be in
+/// sync within seconds, and an attempt costs the relay almost nothing.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Keeps a session up until `shutdown` fires, reconnecting with backoff and jitter.
 pub async fn run_forever(
@@ -138,11 +162,13 @@ pub async fn run_forever(
             backoff = Duration::from_millis(200);
         }
         status.set(false, error);
-        let jitter = rand::random_range(0.5..1.5);
+        let jitter = rand::random_range(0.5..1.0);
         let wait = backoff.mul_f64(jitter);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // A local edit wants uploading: try at once.
+            _ = notify.notified() => {}
             _ = shutdown.notified() => return,
         }
     }
@@ -181,8 +207,22 @@ async fn session(
     send_all(&mut ws, session.start()).await?;
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
+    let mut was_synced = false;
+    let mut recorded: Option<tokio::time::Instant> = None;
     loop {
-        if matches!(mode, Mode::Once) && session.is_synced() {
+        let synced = session.is_synced();
+        if synced {
+            // When everything last went up and came down, for `status`: on reaching it, and
+            // every so often while it holds.
+            let due = !was_synced || recorded.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+            if due {
+                let at = chrono::Utc::now().timestamp_millis();
+                tokio::task::block_in_place(|| store.set_last_sync(at))?;
+                recorded = Some(tokio::time::Instant::now());
+            }
+        }
+        was_synced = synced;
+        if matches!(mode, Mode::Once) && synced {
             let _ = ws.close(None).await;
             crate::files::upload_pending(store).await?;
             return Ok(());

@@ -44,9 +44,7 @@ impl Replica {
             let Some(doc) = self.store().read_doc(&id)? else {
                 continue;
             };
-            if ficha_domain::purge::has_residue(&doc)
-                .map_err(|e| AppError::BadInput(e.to_string()))?
-            {
+            if ficha_domain::purge::has_residue(&doc)? {
                 self.purge_one(id)?;
                 report.recleaned += 1;
             }
@@ -56,7 +54,7 @@ impl Replica {
 
     fn purge_one(&self, id: DocId) -> Result<(), AppError> {
         self.logged(id, "purged", "", |d| {
-            ficha_domain::purge::purge(d, now_ms())
+            Ok(ficha_domain::purge::purge(d, now_ms())?)
         })
     }
 }

@@ -100,7 +100,9 @@ fn replica() -> (tempfile::TempDir, Replica, Vec<DocId>) {
                 )
                 .expect("rename"),
             1 => r.set_field(id, "phone", "+34 612 345 678").expect("phone"),
-            2 => r.set_state(id, pick(&mut rng, STATES)).expect("state"),
+            2 => r
+                .set_state(id, pick(&mut rng, STATES), true)
+                .expect("state"),
             3 => r.group(id, pick(&mut rng, GROUPS), false).expect("ungroup"),
             _ => r.set_field(id, "home_centre", "centro").expect("centre"),
         }

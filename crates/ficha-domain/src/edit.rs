@@ -30,6 +30,7 @@ fn new_item(doc: &mut AutoCommit, list: &str, id: Uuid, now_ms: i64) -> Result<O
 }
 
 fn non_empty(field: &str, value: &str) -> Result<(), DomainError> {
+    crate::limits::check(field, value)?;
     if value.trim().is_empty() {
         return Err(DomainError::InvalidValue {
             field: field.into(),
@@ -40,6 +41,7 @@ fn non_empty(field: &str, value: &str) -> Result<(), DomainError> {
 }
 
 fn check_field(field: &str, value: &str) -> Result<(), DomainError> {
+    crate::limits::check_line(field, value)?;
     match field {
         "name" => non_empty(field, value),
         "email" if !value.is_empty() && !value.contains('@') => Err(DomainError::InvalidValue {
@@ -71,6 +73,7 @@ pub fn new_client(
         doc.put(ROOT, "email", e)?;
     }
     if let Some(p) = phone {
+        check_field("phone", p)?;
         doc.put(ROOT, "phone", p)?;
     }
     doc.put(ROOT, "state", "active")?;
@@ -85,18 +88,25 @@ pub fn new_client(
 }
 
 /// Sets one scalar field; each field is its own register, so concurrent edits of different
-/// fields never interfere.
-pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), DomainError> {
+/// fields never interfere. `now_ms` dates a change of state.
+pub fn set_field(
+    doc: &mut AutoCommit,
+    field: &str,
+    value: &str,
+    now_ms: i64,
+) -> Result<(), DomainError> {
     if crate::profile::PROFILE_FIELDS.contains(&field) {
+        crate::limits::check_line(field, value)?;
         crate::profile::check(field, value)?;
         doc.put(ROOT, field, value)?;
         return Ok(());
     }
     if field == crate::profile::ADDITIONAL_INFO {
+        crate::limits::check(field, value)?;
         return crate::profile::set_additional_info(doc, value);
     }
     if field == "state" {
-        return crate::profile::set_state(doc, value, 0);
+        return crate::profile::set_state(doc, value, now_ms);
     }
     if field == ARCHIVED {
         let archived = value
@@ -105,7 +115,7 @@ pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), D
                 field: field.into(),
                 reason: "must be true or false".into(),
             })?;
-        return set_archived(doc, archived);
+        return set_archived(doc, archived, now_ms);
     }
     if !TEXT_FIELDS.contains(&field) {
         return Err(DomainError::UnknownField {
@@ -125,8 +135,8 @@ pub fn set_field(doc: &mut AutoCommit, field: &str, value: &str) -> Result<(), D
 }
 
 /// Archives or reactivates the client.
-pub fn set_archived(doc: &mut AutoCommit, archived: bool) -> Result<(), DomainError> {
-    crate::profile::set_state(doc, if archived { "archived" } else { "active" }, 0)
+pub fn set_archived(doc: &mut AutoCommit, archived: bool, now_ms: i64) -> Result<(), DomainError> {
+    crate::profile::set_state(doc, if archived { "archived" } else { "active" }, now_ms)
 }
 
 /// Adds a note; its body is Automerge text so concurrent edits of it both survive.
@@ -170,6 +180,7 @@ pub fn add_alert(
     now_ms: i64,
 ) -> Result<(), DomainError> {
     non_empty("type", kind)?;
+    crate::limits::check_line("type", kind)?;
     non_empty("description", description)?;
     let item = new_item(doc, ALERTS, id, now_ms)?;
     doc.put(&item, "type", kind)?;

@@ -22,6 +22,24 @@ pub enum DomainError {
         /// What is wrong.
         reason: String,
     },
+    /// Longer than the field allows.
+    #[error("{field} has {len} characters; it may have at most {max}")]
+    TooLong {
+        /// The field.
+        field: String,
+        /// Its length in characters.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// No item with this id in the section.
+    #[error("there is no item {item} in {section}")]
+    UnknownItem {
+        /// The section.
+        section: String,
+        /// The item id asked for.
+        item: String,
+    },
     /// The document is not a client record (or is damaged).
     #[error("not a client record: {0}")]
     NotAClient(String),

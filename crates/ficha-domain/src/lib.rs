@@ -20,6 +20,7 @@
 mod edit;
 mod error;
 mod kinds;
+pub mod limits;
 pub mod merge;
 pub mod profile;
 pub mod purge;

@@ -58,6 +58,7 @@ pub fn set_additional_info(doc: &mut AutoCommit, value: &str) -> Result<(), Doma
 /// Adds the client to a group (a set: concurrent additions all survive).
 pub fn add_group(doc: &mut AutoCommit, group: &str) -> Result<(), DomainError> {
     let group = group.trim();
+    crate::limits::check_line("group", group)?;
     if group.is_empty() {
         return Err(DomainError::InvalidValue {
             field: "group".into(),
@@ -118,6 +119,8 @@ pub fn log_event(
     text: &str,
     now_ms: i64,
 ) -> Result<(), DomainError> {
+    crate::limits::check_line("kind", kind)?;
+    crate::limits::check("text", text)?;
     let log = match read::map(doc, &ROOT, "log")? {
         Some(l) => l,
         None => doc.put_object(ROOT, "log", ObjType::Map)?,

@@ -324,3 +324,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType, ROOT};
+
+    /// What another replica could write, bypassing this one's checks: an 8 KB phone number,
+    /// a 100 KB name and a thousand groups.
+    #[test]
+    fn the_index_of_a_record_stays_small_whatever_it_holds() {
+        let mut d = AutoCommit::new();
+        crate::new_client(&mut d, uuid::Uuid::nil(), "acme", "x", None, None, 0).expect("new");
+        d.put(ROOT, "phone", "6".repeat(8192)).expect("put");
+        d.put(ROOT, "name", "palabra ".repeat(12_500)).expect("put");
+        let groups = d.put_object(ROOT, "groups", ObjType::Map).expect("map");
+        for i in 0..1000 {
+            d.put(&groups, format!("g{i}"), true).expect("put");
+        }
+        let summary = crate::summary(d.document()).expect("summary");
+        let terms = index_terms(&summary);
+        let bytes: usize = terms.iter().map(String::len).sum();
+        assert!(terms.len() < 200, "{} terms", terms.len());
+        assert!(bytes < 4096, "{bytes} bytes of terms");
+        // What the index cannot find, the list cannot show either: they read the same summary.
+        assert!(summary.phone.as_deref().is_some_and(|p| p.len() <= 32));
+    }
+}

@@ -226,11 +226,17 @@ pub fn check_date(field: &str, v: &str) -> Result<(), DomainError> {
 
 fn put_field(
     doc: &mut AutoCommit,
+    section: &str,
     item: &ObjId,
     field: &Field,
     value: &str,
 ) -> Result<(), DomainError> {
     let name = field.name;
+    let qualified = format!("{section}.{name}");
+    match field.kind {
+        Kind::Body => crate::limits::check(name, value)?,
+        _ => crate::limits::check_line(&qualified, value)?,
+    }
     match field.kind {
         Kind::Str => doc.put(item, name, value)?,
         Kind::Body => match read::text_obj(doc, item, name)? {
@@ -316,8 +322,10 @@ fn apply(
     item_key: &str,
     values: &[(String, String)],
 ) -> Result<(), DomainError> {
-    let item = read::map(doc, list, item_key)?
-        .ok_or_else(|| invalid(s.name, format!("no item {item_key}")))?;
+    let item = read::map(doc, list, item_key)?.ok_or_else(|| DomainError::UnknownItem {
+        section: s.name.into(),
+        item: item_key.into(),
+    })?;
     for (k, v) in values {
         let field =
             s.fields
@@ -335,7 +343,7 @@ fn apply(
         if s.name == "skin_tests" && k == "status" {
             crate::skin::advance(doc, &item, v)?;
         } else {
-            put_field(doc, &item, field, v)?;
+            put_field(doc, s.name, &item, field, v)?;
         }
     }
     if s.has_primary && values.iter().any(|(k, v)| k == "primary" && v == "true") {
@@ -391,7 +399,10 @@ pub fn remove_item(doc: &mut AutoCommit, section_name: &str, id: Uuid) -> Result
     let list = section_map(doc, s.name)?;
     let key = id.to_string();
     if read::map(doc, &list, &key)?.is_none() {
-        return Err(invalid(s.name, format!("no item {key}")));
+        return Err(DomainError::UnknownItem {
+            section: s.name.into(),
+            item: key,
+        });
     }
     if s.clinical {
         set_item(doc, section_name, id, &[("active".into(), "false".into())])

@@ -303,37 +303,53 @@ fn is_archived(doc: &impl ReadDoc) -> Result<bool, DomainError> {
     }
 }
 
-/// Reads only what lists need.
+/// Groups a summary keeps at most: a record's own groups are few, and the summary (and so the
+/// list index derived from it) must stay bounded whatever another replica wrote.
+pub const MAX_SUMMARY_GROUPS: usize = 64;
+
+/// Reads only what lists need. Every text is cut to its field's length, so what another
+/// replica wrote (bypassing the checks of this one) costs lists and their index no more than
+/// a record written here.
 pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
+    use crate::limits::{CODE, EMAIL, NAME, PHONE, SHORT, truncate};
     let id = required(doc, ID)?;
-    let text = |k: &str| read::string(doc, &ROOT, k);
+    let text = |k: &str, max: usize| -> Result<Option<String>, DomainError> {
+        Ok(read::string(doc, &ROOT, k)?.map(|v| truncate(&v, max).to_string()))
+    };
     let (mut reviews, mut rating_sum) = (0u32, 0u32);
     if let Some(list) = read::map(doc, &ROOT, "reviews")? {
         for key in doc.keys(&list) {
             if let Some(r) = read::map(doc, &list, &key)? {
-                reviews += 1;
-                rating_sum += u32::try_from(read::int(doc, &r, "rating")?).unwrap_or(0);
+                reviews = reviews.saturating_add(1);
+                let rating = u32::try_from(read::int(doc, &r, "rating")?.clamp(0, 5)).unwrap_or(0);
+                rating_sum = rating_sum.saturating_add(rating);
             }
         }
+    }
+    let mut groups = read::flags(doc, &ROOT, "groups")?;
+    groups.truncate(MAX_SUMMARY_GROUPS);
+    for g in &mut groups {
+        *g = truncate(g, SHORT).to_string();
     }
     Ok(ClientSummary {
         id: Uuid::parse_str(&id).map_err(|e| DomainError::NotAClient(format!("bad id: {e}")))?,
         company: required(doc, COMPANY)?,
-        name: required(doc, "name")?,
+        name: truncate(&required(doc, "name")?, NAME).to_string(),
         archived: is_archived(doc)?,
-        state: text("state")?.unwrap_or_else(|| "active".into()),
-        email: text("email")?,
-        phone: text("phone")?,
-        tax_id: text("tax_id")?,
-        code: text("code")?,
-        groups: read::flags(doc, &ROOT, "groups")?,
-        home_centre: text("home_centre")?,
-        origin: text("origin")?,
-        birth_date: text("birth_date")?,
-        import_batch: text("import_batch")?,
+        state: text("state", SHORT)?.unwrap_or_else(|| "active".into()),
+        email: text("email", EMAIL)?,
+        phone: text("phone", PHONE)?,
+        tax_id: text("tax_id", CODE)?,
+        code: text("code", CODE)?,
+        groups,
+        home_centre: text("home_centre", SHORT)?,
+        origin: text("origin", SHORT)?,
+        birth_date: text("birth_date", CODE)?,
+        import_batch: text("import_batch", CODE)?,
         merged_into: crate::merge::merged_into(doc)?,
         not_duplicates: read::flags(doc, &ROOT, "not_duplicates")?
             .iter()
+            .take(MAX_SUMMARY_GROUPS)
             .filter_map(|s| Uuid::parse_str(s).ok())
             .collect(),
         reviews,

@@ -60,7 +60,7 @@ fn concurrent_items_all_survive_and_a_field_converges_with_its_loser_visible() {
         22,
     )
     .expect("a");
-    set_field(&mut a, "phone", "111").expect("set");
+    set_field(&mut a, "phone", "111", 0).expect("set");
     add_note(&mut b, Uuid::from_u128(20), "from b", 20).expect("note");
     add_comment(
         &mut b,
@@ -81,8 +81,8 @@ fn concurrent_items_all_survive_and_a_field_converges_with_its_loser_visible() {
         22,
     )
     .expect("a");
-    set_field(&mut b, "phone", "222").expect("set");
-    set_field(&mut b, "email", "ana@b.example").expect("set");
+    set_field(&mut b, "phone", "222", 0).expect("set");
+    set_field(&mut b, "email", "ana@b.example", 0).expect("set");
     a.commit();
     b.commit();
     a.merge(&mut b.clone()).expect("merge");
@@ -132,9 +132,9 @@ fn concurrent_edits_of_one_note_body_both_survive() {
 fn bad_input_is_refused_and_changes_nothing() {
     let mut doc = client();
     let before = shown(&mut doc);
-    assert!(set_field(&mut doc, "shoe_size", "42").is_err());
-    assert!(set_field(&mut doc, "email", "not-an-email").is_err());
-    assert!(set_field(&mut doc, "name", "  ").is_err());
+    assert!(set_field(&mut doc, "shoe_size", "42", 0).is_err());
+    assert!(set_field(&mut doc, "email", "not-an-email", 0).is_err());
+    assert!(set_field(&mut doc, "name", "  ", 0).is_err());
     assert!(add_note(&mut doc, Uuid::from_u128(3), "", 1).is_err());
     assert_eq!(shown(&mut doc), before);
     assert!(
@@ -180,7 +180,7 @@ proptest! {
                 Edit::Note(v) => add_note(d, id, &format!("n{v}"), at).map(|_| added += 1),
                 Edit::Comment(v) => add_comment(d, id, &format!("c{v}"), v % 2 == 0, v % 3 == 0, Priority::Normal, at).map(|_| added += 1),
                 Edit::Alert(v) => add_alert(d, id, "t", AlertPriority::High, &format!("a{v}"), at).map(|_| added += 1),
-                Edit::Field(f, v) => set_field(d, ["name", "email", "phone"][*f as usize], &format!("v{v}@x")),
+                Edit::Field(f, v) => set_field(d, ["name", "email", "phone"][*f as usize], &format!("v{v}@x"), 0),
             }.expect("edit");
             d.commit();
             // Random partial merges along the way.

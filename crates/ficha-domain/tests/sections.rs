@@ -161,9 +161,9 @@ fn clinical_items_are_deactivated_not_deleted_and_bad_values_refused() {
         json(&view(doc.document()).expect("view"))["reviews"],
         serde_json::json!([])
     );
-    assert!(set_field(&mut doc, "birth_date", "1990-13-01").is_err());
-    set_field(&mut doc, "birth_date", "1990-12-01").expect("date");
-    set_field(&mut doc, "tax_id", "12345678Z").expect("tax id");
+    assert!(set_field(&mut doc, "birth_date", "1990-13-01", 0).is_err());
+    set_field(&mut doc, "birth_date", "1990-12-01", 0).expect("date");
+    set_field(&mut doc, "tax_id", "12345678Z", 0).expect("tax id");
     assert_eq!(
         json(&view(doc.document()).expect("view"))["profile"]["tax_id"],
         "12345678Z"
@@ -224,7 +224,7 @@ proptest! {
                     log_event(d, id, "tester", "contact", "called", i as i64).expect("log");
                     logs += 1;
                 }
-                Op::Field(v) => set_field(d, "home_centre", &format!("centre-{v}")).expect("field"),
+                Op::Field(v) => set_field(d, "home_centre", &format!("centre-{v}"), 0).expect("field"),
                 Op::State(s) => set_state(d, ["active", "archived", "trashed"][*s as usize], i as i64).expect("state"),
                 Op::Advance(s) => {
                     let stage = ["pending", "in_progress", "satisfactory", "unsatisfactory"][*s as usize];

@@ -44,9 +44,19 @@ pub enum StoreError {
         /// Automerge's complaint.
         message: String,
     },
-    /// The edit itself failed (the domain's error, as text).
-    #[error("{0}")]
-    Edit(String),
+    /// A local edit whose change is larger than any relay accepts.
+    #[error(
+        "this edit would be a change of {size} bytes; the most a change may be is {limit} bytes: split it into smaller edits"
+    )]
+    TooLarge {
+        /// The change's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Automerge refused an edit (tools and tests that edit documents directly).
+    #[error("edit refused: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
     /// redb failed.
     #[error("storage: {0}")]
     Redb(#[from] redb::Error),

@@ -97,3 +97,35 @@ pub(crate) fn acked_upto(txn: &WriteTransaction, upto: u64) -> Result<(), StoreE
 pub(crate) fn epoch_of(bytes: &[u8]) -> Option<RelayEpoch> {
     <[u8; 16]>::try_from(bytes).ok().map(RelayEpoch)
 }
+
+/// When a sync last completed (ms since the Unix epoch).
+const LAST_SYNC: &str = "last_sync_at";
+
+impl crate::Store {
+    /// Replaces the token this replica presents (after it expired or was revoked); this
+    /// store's copy of the identity changes at its next opening.
+    pub fn replace_token(&self, token: &str) -> Result<(), StoreError> {
+        let mut identity = self.identity().clone();
+        identity.token = token.to_string();
+        write(&self.db, &identity)
+    }
+
+    /// Records that a sync completed at `ms`.
+    pub fn set_last_sync(&self, ms: i64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(LAST_SYNC, ms.to_be_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// When a sync last completed, if ever.
+    pub fn last_sync(&self) -> Result<Option<i64>, StoreError> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read()?;
+        Ok(txn
+            .open_table(META)?
+            .get(LAST_SYNC)?
+            .map(|v| u64_of(v.value()) as i64))
+    }
+}

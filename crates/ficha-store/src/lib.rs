@@ -26,6 +26,7 @@ use automerge::{ActorId, AutoCommit, Automerge};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
+use ficha_core::frame::MAX_CHANGE_BYTES;
 use ficha_core::ids::actor_for;
 use ficha_core::{Company, DocId, ReplicaId};
 
@@ -203,34 +204,35 @@ impl Store {
     }
 
     /// Creates a document in `company` by running `f` on an empty one; durable when it returns.
-    pub fn create_doc<T, E: std::fmt::Display>(
+    /// The caller's error type carries both `f`'s refusals and the store's failures, typed.
+    pub fn create_doc<T, E: From<StoreError>>(
         &self,
         doc: DocId,
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         self.local_edit(doc, Some(company), f)
     }
 
     /// Edits an existing document by running `f` on it; durable when it returns.
-    pub fn edit_doc<T, E: std::fmt::Display>(
+    pub fn edit_doc<T, E: From<StoreError>>(
         &self,
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         self.local_edit(doc, None, f)
     }
 
     /// One local edit in its own transaction, made durable by the journal (see
     /// [`journal`](crate::journal)) or, every so many edits, by a durable commit.
-    fn local_edit<T, E: std::fmt::Display>(
+    fn local_edit<T, E: From<StoreError>>(
         &self,
         doc: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         let mut journal = self.journal_lock();
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
         let journaled = !journal.wants_checkpoint();
         let written = self.write_local(&txn, doc, create_in, f, journaled.then_some(&mut *journal));
         let (out, touched, changed) = match written {
@@ -258,10 +260,10 @@ impl Store {
                 if changed {
                     journal.retract()?;
                 }
-                return Err(e);
+                return Err(e.into());
             }
         } else {
-            txn.commit()?;
+            txn.commit().map_err(StoreError::from)?;
             journal.reset()?;
         }
         drop(journal);
@@ -306,19 +308,19 @@ impl Store {
 
     /// One local edit inside `txn`. A failing `f` writes nothing, so a batch carries on.
     /// Returns the edited document for the caller to cache once `txn` commits.
-    fn write_local<T, E: std::fmt::Display>(
+    fn write_local<T, E: From<StoreError>>(
         &self,
         txn: &redb::WriteTransaction,
         doc_id: DocId,
         create_in: Option<&Company>,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
         journal: Option<&mut Journal>,
-    ) -> Result<(T, Touched, bool), StoreError> {
+    ) -> Result<(T, Touched, bool), E> {
         let mut tables = DocTables::open(txn)?;
         let meta = tables.meta(&doc_id)?;
         let (mut doc, company) = match (&meta, create_in) {
-            (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id)),
-            (None, None) => return Err(StoreError::UnknownDoc(doc_id)),
+            (Some(_), Some(_)) => return Err(StoreError::DocExists(doc_id).into()),
+            (None, None) => return Err(StoreError::UnknownDoc(doc_id).into()),
             (None, Some(c)) => (AutoCommit::new(), c.clone()),
             (Some(m), None) => {
                 let company =
@@ -331,7 +333,7 @@ impl Store {
             }
         };
         doc.set_actor(self.actor.clone());
-        let result = f(&mut doc).map_err(|e| StoreError::Edit(e.to_string()))?;
+        let result = f(&mut doc)?;
         let now = chrono_free_now();
         if doc
             .commit_with(CommitOptions::default().with_time(now))
@@ -351,7 +353,16 @@ impl Store {
         }
         let change = last_change_bytes(&mut doc)
             .ok_or_else(|| StoreError::Corrupt("commit produced no change".into()))?;
-        let mut outbox = txn.open_table(OUTBOX)?;
+        // Refused before anything is written or acknowledged: the relay would refuse it, and a
+        // change that can never be uploaded must not wait in the outbox forever.
+        if change.len() > MAX_CHANGE_BYTES {
+            return Err(StoreError::TooLarge {
+                size: change.len(),
+                limit: MAX_CHANGE_BYTES,
+            }
+            .into());
+        }
+        let mut outbox = txn.open_table(OUTBOX).map_err(StoreError::from)?;
         let seq = identity::next_outbox_seq(txn, &outbox)?;
         let entry = OutboxEntry {
             doc: doc_id,
@@ -371,7 +382,9 @@ impl Store {
             doc.document(),
             self.indexer.as_ref(),
         )?;
-        outbox.insert(seq, bytes.as_slice())?;
+        outbox
+            .insert(seq, bytes.as_slice())
+            .map_err(StoreError::from)?;
         Ok((result, Some((doc_id, Warm { heads, doc })), true))
     }
 
@@ -460,12 +473,12 @@ pub struct Batch<'s> {
 
 impl Batch<'_> {
     /// Creates a document, as [`Store::create_doc`], inside the batch.
-    pub fn create_doc<T, E: std::fmt::Display>(
+    pub fn create_doc<T, E: From<StoreError>>(
         &self,
         doc: DocId,
         company: &Company,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         Ok(self
             .store
             .write_local(&self.txn, doc, Some(company), f, None)?
@@ -473,11 +486,11 @@ impl Batch<'_> {
     }
 
     /// Edits a document, as [`Store::edit_doc`], inside the batch.
-    pub fn edit_doc<T, E: std::fmt::Display>(
+    pub fn edit_doc<T, E: From<StoreError>>(
         &self,
         doc: DocId,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         Ok(self.store.write_local(&self.txn, doc, None, f, None)?.0)
     }
 

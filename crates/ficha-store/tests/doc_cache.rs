@@ -19,7 +19,7 @@ use common::{company, init, keys, open, seeds};
 use ficha_core::DocId;
 use ficha_core::frame::{FeedEntry, FeedPage};
 use ficha_core::replica::ReplicaStore;
-use ficha_store::{CACHED_DOCS, SyncStore};
+use ficha_store::{CACHED_DOCS, StoreError, SyncStore};
 
 /// One seeded run; returns how many operations it made.
 fn run(seed: u64) -> usize {
@@ -41,11 +41,15 @@ fn run(seed: u64) -> usize {
             0..=3 => {
                 if exists {
                     store
-                        .edit_doc(docs[i], |d| d.put(ROOT, key.as_str(), value))
+                        .edit_doc(docs[i], |d| {
+                            d.put(ROOT, key.as_str(), value).map_err(StoreError::from)
+                        })
                         .expect("edit");
                 } else {
                     store
-                        .create_doc(docs[i], &company(), |d| d.put(ROOT, key.as_str(), value))
+                        .create_doc(docs[i], &company(), |d| {
+                            d.put(ROOT, key.as_str(), value).map_err(StoreError::from)
+                        })
                         .expect("create");
                 }
                 expected[i].insert(key, value);
@@ -84,7 +88,9 @@ fn run(seed: u64) -> usize {
                 // A batch dropped before commit leaves no trace, in the cache or on disk.
                 let batch = store.batch().expect("batch");
                 batch
-                    .edit_doc(docs[i], |d| d.put(ROOT, "never", -1))
+                    .edit_doc(docs[i], |d| {
+                        d.put(ROOT, "never", -1).map_err(StoreError::from)
+                    })
                     .expect("edit in batch");
                 drop(batch);
             }

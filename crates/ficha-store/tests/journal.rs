@@ -26,7 +26,10 @@ use ficha_store::{
 };
 
 fn put(store: &Store, doc: DocId, create: bool, key: &str, value: i64) {
-    let f = |d: &mut automerge::AutoCommit| d.put(ROOT, key, value);
+    let f = |d: &mut automerge::AutoCommit| {
+        d.put(ROOT, key, value)
+            .map_err(ficha_store::StoreError::from)
+    };
     if create {
         store.create_doc(doc, &company(), f).expect("create");
     } else {

@@ -110,7 +110,7 @@ fn refused_documents_leave_the_outbox_and_a_new_token_retries_them() {
     let store = init(dir.path());
     let (a, b) = (DocId([1; 16]), DocId([2; 16]));
     for (doc, n) in [(a, 1), (b, 2), (a, 3)] {
-        let f = |d: &mut AutoCommit| d.put(ROOT, "k", n);
+        let f = |d: &mut AutoCommit| d.put(ROOT, "k", n).map_err(ficha_store::StoreError::from);
         if n < 3 {
             store.create_doc(doc, &company(), f).expect("create");
         } else {

@@ -26,8 +26,8 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, Arc::new(NoIndex)).expect("open")
 }
 
-fn put(doc: &mut AutoCommit, key: &str, value: i64) -> Result<(), automerge::AutomergeError> {
-    doc.put(ROOT, key, value)
+fn put(doc: &mut AutoCommit, key: &str, value: i64) -> Result<(), StoreError> {
+    Ok(doc.put(ROOT, key, value)?)
 }
 
 fn value(doc: &Automerge, key: &str) -> Option<i64> {
@@ -124,11 +124,22 @@ fn unknown_documents_and_failed_edits_change_nothing() {
     store
         .create_doc(doc, &company(), |d| put(d, "a", 1))
         .expect("create");
-    let failed: Result<(), StoreError> = store.edit_doc(doc, |d| {
-        put(d, "a", 99).map_err(|e| e.to_string())?;
-        Err::<(), String>("refused by the domain".into())
+    // The caller's own error type comes back as it was, typed.
+    #[derive(Debug)]
+    enum Refusal {
+        Domain,
+        Store,
+    }
+    impl From<StoreError> for Refusal {
+        fn from(_: StoreError) -> Self {
+            Refusal::Store
+        }
+    }
+    let failed: Result<(), Refusal> = store.edit_doc(doc, |d| {
+        put(d, "a", 99).map_err(|_| Refusal::Store)?;
+        Err(Refusal::Domain)
     });
-    assert!(failed.is_err());
+    assert!(matches!(failed, Err(Refusal::Domain)));
     let d = store.read_doc(&doc).expect("read").expect("exists");
     assert_eq!(value(&d, "a"), Some(1));
     assert_eq!(store.pending_upload().expect("count"), 1);

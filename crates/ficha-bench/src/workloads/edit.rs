@@ -36,8 +36,8 @@ pub fn local_edit(count: usize, samples: usize, ingest: usize) -> Result<Vec<Row
         for (n, times) in [&mut cold, &mut warm].into_iter().enumerate() {
             let note = uuid::Uuid::from_u64_pair(0xB0B + n as u64, i as u64);
             let t = Instant::now();
-            store.edit_doc(*doc, |d| {
-                ficha_domain::add_note(d, note, text, 1_800_000_000_000)
+            store.edit_doc(*doc, |d| -> anyhow::Result<()> {
+                Ok(ficha_domain::add_note(d, note, text, 1_800_000_000_000)?)
             })?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -42,7 +42,7 @@ pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
         )
     };
     for i in 0..changes_count {
-        store.edit_doc(id, |d| edit(d, i))?;
+        store.edit_doc(id, |d| -> anyhow::Result<()> { Ok(edit(d, i)?) })?;
     }
     // The last edit left the document materialised: a read copies it from memory.
     let mut warm = Vec::new();

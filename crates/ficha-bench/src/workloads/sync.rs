@@ -306,13 +306,13 @@ pub async fn reconnect_after_edits(count: usize, ks: &[usize]) -> Result<Vec<Row
         for i in 0..k {
             let doc = ids[i % m];
             let note = uuid::Uuid::from_u64_pair(0xED17 + round as u64, i as u64);
-            writer.edit_doc(doc, |d| {
-                ficha_domain::add_note(
+            writer.edit_doc(doc, |d| -> anyhow::Result<()> {
+                Ok(ficha_domain::add_note(
                     d,
                     note,
                     "Called to confirm the appointment; prefers SMS.",
                     1_800_000_000_000,
-                )
+                )?)
             })?;
         }
         let change_bytes: usize = SyncStore(&writer)

@@ -1,5 +1,13 @@
 //! The local HTTP API of `ficha serve` (and the small web page that uses it).
+//!
+//! Every handler runs its store work on tokio's blocking pool: a durable edit waits for an
+//! fsync, and must not hold up the async workers serving everyone else. Requests must name
+//! this server and writes must be JSON or carry the request header ([`guard`]); every error is
+//! a JSON object with an `error` key.
 
+mod guard;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -10,8 +18,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{AppError, Replica, Status, parse_id};
+use crate::app::{AppError, ErrorKind, Replica, parse_id, parse_item};
 use crate::sync::SyncStatus;
+
+pub use guard::REQUEST_HEADER;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -20,22 +30,77 @@ pub struct ApiState {
     pub replica: Arc<Replica>,
     /// The background sync's status.
     pub sync: Arc<SyncStatus>,
+    /// The address the server listens on: requests must name it (None: any port).
+    pub listen: Option<SocketAddr>,
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = if self.is_not_found() {
-            StatusCode::NOT_FOUND
-        } else if self.is_bad_input() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
+/// An error as the API answers it.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let status = match e.kind() {
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        Self {
+            status,
+            message: e.to_string(),
+        }
     }
 }
 
-type ApiResult = Result<Json<serde_json::Value>, AppError>;
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<serde_json::Value>, ApiError>;
+
+/// Runs store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&Replica) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let replica = s.replica.clone();
+    match tokio::task::spawn_blocking(move || f(&replica)).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the request failed inside the server ({e}); it changed nothing"),
+        }),
+    }
+}
+
+/// Runs store work off the async workers and answers with `ok`.
+async fn done(
+    s: &ApiState,
+    f: impl FnOnce(&Replica) -> Result<(), AppError> + Send + 'static,
+) -> ApiResult {
+    blocking(s, f).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// Runs an action that returns a new id, and answers with it.
+async fn created(
+    s: &ApiState,
+    f: impl FnOnce(&Replica) -> Result<String, AppError> + Send + 'static,
+) -> ApiResult {
+    let id = blocking(s, f).await?;
+    Ok(Json(json!({ "id": id })))
+}
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
@@ -69,30 +134,33 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/api/clients/{id}/files/{item}", get(file))
+        .fallback(guard::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::local_only,
+        ))
+        .layer(axum::middleware::from_fn(guard::json_errors))
         .with_state(state)
 }
 
 async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+    Html(include_str!("../page.html"))
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {
-    let store = s.replica.store();
-    let status = Status {
-        relay: if s.sync.connected() {
-            "connected"
-        } else {
-            "disconnected"
-        },
-        pending_upload: store.pending_upload()?,
-        replica: store.identity().name.clone(),
-        documents: store.doc_count()?,
-        last_error: s.sync.last_error(),
+    let relay = if s.sync.connected() {
+        "connected"
+    } else {
+        "disconnected"
     };
+    let sync = s.sync.state();
+    let last_error = s.sync.last_error();
+    let status = blocking(&s, move |r| r.status(relay, sync, last_error)).await?;
     Ok(Json(json!(status)))
 }
 
-/// Query parameters of `GET /api/clients` and `GET /api/metrics`.
+/// Query parameters of `GET /api/clients` and `GET /api/metrics`, and the filter of a bulk
+/// action.
 #[derive(Deserialize, Default)]
 struct ListQuery {
     search: Option<String>,
@@ -126,18 +194,19 @@ impl ListQuery {
 }
 
 async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    let sort = match &q.sort {
-        Some(s) => s.parse().map_err(AppError::BadInput)?,
-        None => ficha_domain::search::Sort::Name,
-    };
-    let page = s
-        .replica
-        .page_sorted(&q.filter()?, sort, q.offset, q.limit)?;
+    let page = blocking(&s, move |r| {
+        let sort = match &q.sort {
+            Some(s) => s.parse().map_err(AppError::BadInput)?,
+            None => ficha_domain::search::Sort::Name,
+        };
+        r.page_sorted(&q.filter()?, sort, q.offset, q.limit)
+    })
+    .await?;
     Ok(Json(json!(page)))
 }
 
 async fn metrics(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    Ok(Json(s.replica.metrics(&q.filter()?)?))
+    Ok(Json(blocking(&s, move |r| r.metrics(&q.filter()?)).await?))
 }
 
 #[derive(Deserialize)]
@@ -149,14 +218,15 @@ struct NewClient {
 }
 
 async fn create(State(s): State<ApiState>, Json(b): Json<NewClient>) -> ApiResult {
-    let id = s
-        .replica
-        .add_client(&b.company, &b.name, b.email.as_deref(), b.phone.as_deref())?;
-    Ok(Json(json!({ "id": id.to_string() })))
+    created(&s, move |r| {
+        let id = r.add_client(&b.company, &b.name, b.email.as_deref(), b.phone.as_deref())?;
+        Ok(id.to_string())
+    })
+    .await
 }
 
 async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    Ok(Json(s.replica.show(parse_id(&id)?)?))
+    Ok(Json(blocking(&s, move |r| r.show(parse_id(&id)?)).await?))
 }
 
 #[derive(Deserialize)]
@@ -170,8 +240,7 @@ async fn set_field(
     Path(id): Path<String>,
     Json(b): Json<FieldValue>,
 ) -> ApiResult {
-    s.replica.set_field(parse_id(&id)?, &b.field, &b.value)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| r.set_field(parse_id(&id)?, &b.field, &b.value)).await
 }
 
 #[derive(Deserialize)]
@@ -184,8 +253,10 @@ async fn add_note(
     Path(id): Path<String>,
     Json(b): Json<NewNote>,
 ) -> ApiResult {
-    let note = s.replica.add_note(parse_id(&id)?, &b.text)?;
-    Ok(Json(json!({ "id": note.to_string() })))
+    created(&s, move |r| {
+        Ok(r.add_note(parse_id(&id)?, &b.text)?.to_string())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -203,11 +274,12 @@ async fn add_comment(
     Path(id): Path<String>,
     Json(b): Json<NewComment>,
 ) -> ApiResult {
-    let priority = b.priority.as_deref().unwrap_or("normal");
-    let c = s
-        .replica
-        .add_comment(parse_id(&id)?, &b.text, b.private, b.pinned, priority)?;
-    Ok(Json(json!({ "id": c.to_string() })))
+    created(&s, move |r| {
+        let priority = b.priority.as_deref().unwrap_or("normal");
+        let c = r.add_comment(parse_id(&id)?, &b.text, b.private, b.pinned, priority)?;
+        Ok(c.to_string())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -223,10 +295,11 @@ async fn add_alert(
     Path(id): Path<String>,
     Json(b): Json<NewAlert>,
 ) -> ApiResult {
-    let a = s
-        .replica
-        .add_alert(parse_id(&id)?, &b.kind, &b.priority, &b.description)?;
-    Ok(Json(json!({ "id": a.to_string() })))
+    created(&s, move |r| {
+        let a = r.add_alert(parse_id(&id)?, &b.kind, &b.priority, &b.description)?;
+        Ok(a.to_string())
+    })
+    .await
 }
 
 fn pairs(body: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
@@ -241,18 +314,15 @@ fn pairs(body: serde_json::Map<String, serde_json::Value>) -> Vec<(String, Strin
         .collect()
 }
 
-fn item_id(s: &str) -> Result<uuid::Uuid, AppError> {
-    uuid::Uuid::parse_str(s)
-        .map_err(|_| AppError::BadInput(format!("{s:?} is not a valid item id")))
-}
-
 async fn add_item(
     State(s): State<ApiState>,
     Path((id, section)): Path<(String, String)>,
     Json(b): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult {
-    let item = s.replica.add_item(parse_id(&id)?, &section, &pairs(b))?;
-    Ok(Json(json!({ "id": item.to_string() })))
+    created(&s, move |r| {
+        Ok(r.add_item(parse_id(&id)?, &section, &pairs(b))?.to_string())
+    })
+    .await
 }
 
 async fn set_item(
@@ -260,18 +330,20 @@ async fn set_item(
     Path((id, section, item)): Path<(String, String, String)>,
     Json(b): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult {
-    s.replica
-        .set_item(parse_id(&id)?, &section, item_id(&item)?, &pairs(b))?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| {
+        r.set_item(parse_id(&id)?, &section, parse_item(&item)?, &pairs(b))
+    })
+    .await
 }
 
 async fn remove_item(
     State(s): State<ApiState>,
     Path((id, section, item)): Path<(String, String, String)>,
 ) -> ApiResult {
-    s.replica
-        .remove_item(parse_id(&id)?, &section, item_id(&item)?)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| {
+        r.remove_item(parse_id(&id)?, &section, parse_item(&item)?)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -286,13 +358,15 @@ async fn group(
     Path(id): Path<String>,
     Json(b): Json<GroupBody>,
 ) -> ApiResult {
-    s.replica.group(parse_id(&id)?, &b.group, !b.remove)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| r.group(parse_id(&id)?, &b.group, !b.remove)).await
 }
 
 #[derive(Deserialize)]
 struct StateBody {
     state: String,
+    /// Reactivate even if the client may duplicate an active one.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn set_state(
@@ -300,8 +374,7 @@ async fn set_state(
     Path(id): Path<String>,
     Json(b): Json<StateBody>,
 ) -> ApiResult {
-    s.replica.set_state(parse_id(&id)?, &b.state)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| r.set_state(parse_id(&id)?, &b.state, b.force)).await
 }
 
 #[derive(Deserialize)]
@@ -320,12 +393,12 @@ async fn log(
     Path(id): Path<String>,
     Json(b): Json<LogBody>,
 ) -> ApiResult {
-    s.replica.log(parse_id(&id)?, &b.kind, &b.text)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| r.log(parse_id(&id)?, &b.kind, &b.text)).await
 }
 
 async fn duplicates(State(s): State<ApiState>) -> ApiResult {
-    Ok(Json(json!(s.replica.duplicates()?)))
+    let list = blocking(&s, |r| r.duplicates()).await?;
+    Ok(Json(json!(list)))
 }
 
 #[derive(Deserialize)]
@@ -335,9 +408,10 @@ struct MergeBody {
 }
 
 async fn merge(State(s): State<ApiState>, Json(b): Json<MergeBody>) -> ApiResult {
-    let copied = s
-        .replica
-        .merge(parse_id(&b.survivor)?, parse_id(&b.other)?)?;
+    let copied = blocking(&s, move |r| {
+        r.merge(parse_id(&b.survivor)?, parse_id(&b.other)?)
+    })
+    .await?;
     Ok(Json(json!({ "ok": true, "copied": copied })))
 }
 
@@ -348,8 +422,7 @@ struct DismissBody {
 }
 
 async fn dismiss(State(s): State<ApiState>, Json(b): Json<DismissBody>) -> ApiResult {
-    s.replica.dismiss(parse_id(&b.a)?, parse_id(&b.b)?)?;
-    Ok(Json(json!({ "ok": true })))
+    done(&s, move |r| r.dismiss(parse_id(&b.a)?, parse_id(&b.b)?)).await
 }
 
 #[derive(Deserialize)]
@@ -358,19 +431,36 @@ struct BulkBody {
     value: Option<String>,
     #[serde(default)]
     ids: Vec<String>,
+    /// Confirms that a filter naming nothing means every client.
+    #[serde(default)]
+    all: bool,
+    /// Reactivate even clients that may duplicate active ones.
+    #[serde(default)]
+    force: bool,
     #[serde(flatten)]
     filter: ListQuery,
 }
 
 async fn bulk(State(s): State<ApiState>, Json(b): Json<BulkBody>) -> ApiResult {
-    let ids = b
-        .ids
-        .iter()
-        .map(|i| parse_id(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let n = s
-        .replica
-        .bulk(&b.filter.filter()?, &ids, &b.action, b.value.as_deref())?;
+    let n = blocking(&s, move |r| {
+        let ids = b
+            .ids
+            .iter()
+            .map(|i| parse_id(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = b.filter.filter()?;
+        r.check_filter(&filter)?;
+        let selection = if ids.is_empty() {
+            crate::app::Selection::Filter {
+                filter: &filter,
+                all: b.all,
+            }
+        } else {
+            crate::app::Selection::Ids(&ids)
+        };
+        r.bulk(selection, &b.action, b.value.as_deref(), b.force)
+    })
+    .await?;
     Ok(Json(json!({ "changed": n })))
 }
 
@@ -381,28 +471,32 @@ struct AttachQuery {
     mime: Option<String>,
 }
 
-/// `POST /api/clients/{id}/files?name=N[&kind=image|file][&mime=M]`, the raw bytes as body.
+/// `POST /api/clients/{id}/files?name=N[&kind=image|file][&mime=M]`, the raw bytes as body
+/// (with the `X-Ficha-Request` header).
 async fn attach(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     Query(q): Query<AttachQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let item = s.replica.attach(
-        parse_id(&id)?,
-        &q.name,
-        &body,
-        q.kind.as_deref(),
-        q.mime.as_deref(),
-    )?;
-    Ok(Json(json!({ "id": item })))
+    created(&s, move |r| {
+        let item = r.attach(
+            parse_id(&id)?,
+            &q.name,
+            &body,
+            q.kind.as_deref(),
+            q.mime.as_deref(),
+        )?;
+        Ok(item.to_string())
+    })
+    .await
 }
 
 /// `GET /api/clients/{id}/files/{item}`: the bytes, fetched from the relay on first use.
 async fn file(
     State(s): State<ApiState>,
     Path((id, item)): Path<(String, String)>,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     let (file, bytes) = s.replica.file_bytes(parse_id(&id)?, &item).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
@@ -424,8 +518,12 @@ struct PurgeBody {
 }
 
 async fn purge(State(s): State<ApiState>, Json(b): Json<PurgeBody>) -> ApiResult {
-    let days = b
-        .older_than_days
-        .unwrap_or(ficha_domain::purge::DEFAULT_RETENTION_DAYS);
-    Ok(Json(json!(s.replica.purge_trash(days)?)))
+    let report = blocking(&s, move |r| {
+        let days = b
+            .older_than_days
+            .unwrap_or(ficha_domain::purge::DEFAULT_RETENTION_DAYS);
+        r.purge_trash(days)
+    })
+    .await?;
+    Ok(Json(json!(report)))
 }

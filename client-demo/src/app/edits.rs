@@ -1,0 +1,266 @@
+//! Edits of one client, each one durable transaction with its activity-log entry.
+
+use std::str::FromStr;
+
+use automerge::AutoCommit;
+use uuid::Uuid;
+
+use ficha_core::{Company, DocId};
+use ficha_domain::{AlertPriority, Priority};
+use ficha_store::StoreError;
+
+use super::{AppError, Replica, describe, now_ms};
+
+/// The section whose items only `attach` creates: a file item without its bytes would name a
+/// file nobody can fetch.
+const FILES: &str = "files";
+
+/// `f`, then an activity-log entry by `who`, as one edit.
+pub(crate) fn logged<T>(
+    who: String,
+    kind: String,
+    text: String,
+    f: impl FnOnce(&mut AutoCommit) -> Result<T, AppError>,
+) -> impl FnOnce(&mut AutoCommit) -> Result<T, AppError> {
+    move |d| {
+        let out = f(d)?;
+        ficha_domain::log_event(d, Uuid::new_v4(), &who, &kind, &text, now_ms())?;
+        Ok(out)
+    }
+}
+
+impl Replica {
+    /// Who edits from this replica, as the activity log names them.
+    pub(crate) fn who(&self) -> String {
+        self.store.identity().name.clone()
+    }
+
+    /// Runs `f` and appends an activity-log entry in the same transaction.
+    pub(crate) fn logged<T>(
+        &self,
+        id: DocId,
+        kind: &str,
+        text: &str,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let out = self
+            .writer()?
+            .edit_doc(id, logged(self.who(), kind.into(), text.into(), f))?;
+        self.edited();
+        Ok(out)
+    }
+
+    /// Adds an item to a section (emails, phones, addresses, allergies, skin_tests, reviews,
+    /// contacts; files come with their bytes through `attach`) and returns its id.
+    pub fn add_item(
+        &self,
+        id: DocId,
+        section: &str,
+        values: &[(String, String)],
+    ) -> Result<Uuid, AppError> {
+        if section == FILES {
+            return Err(AppError::BadInput(
+                "a file is attached with its bytes: `ficha file add ID PATH` or POST /api/clients/{id}/files".into(),
+            ));
+        }
+        let item = Uuid::new_v4();
+        self.logged(id, &format!("{section}_added"), &describe(values), |d| {
+            Ok(ficha_domain::add_item(d, section, item, values, now_ms())?)
+        })?;
+        Ok(item)
+    }
+
+    /// Changes fields of an item (a file's bytes, named by its hash, never change).
+    pub fn set_item(
+        &self,
+        id: DocId,
+        section: &str,
+        item: Uuid,
+        values: &[(String, String)],
+    ) -> Result<(), AppError> {
+        if section == FILES && values.iter().any(|(k, _)| k == "hash" || k == "size") {
+            return Err(AppError::BadInput(
+                "a file's hash and size come from its bytes: attach the new file instead".into(),
+            ));
+        }
+        self.logged(id, &format!("{section}_changed"), &describe(values), |d| {
+            Ok(ficha_domain::set_item(d, section, item, values)?)
+        })
+    }
+
+    /// Removes an item (clinical items are deactivated instead).
+    pub fn remove_item(&self, id: DocId, section: &str, item: Uuid) -> Result<(), AppError> {
+        self.logged(id, &format!("{section}_removed"), &item.to_string(), |d| {
+            Ok(ficha_domain::remove_item(d, section, item)?)
+        })
+    }
+
+    /// Adds or removes a group.
+    pub fn group(&self, id: DocId, group: &str, add: bool) -> Result<(), AppError> {
+        let kind = if add { "group_added" } else { "group_removed" };
+        self.logged(id, kind, group, |d| {
+            if add {
+                ficha_domain::add_group(d, group)?;
+            } else {
+                ficha_domain::remove_group(d, group)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Logs a contact or event by hand. The kinds the app writes itself (a state change, a
+    /// merge, a purge, a field set…) cannot be forged this way.
+    pub fn log(&self, id: DocId, kind: &str, text: &str) -> Result<(), AppError> {
+        if kind.trim().is_empty() || text.trim().is_empty() {
+            return Err(AppError::BadInput(
+                "a log entry needs a kind and a text".into(),
+            ));
+        }
+        if is_system_kind(kind) {
+            return Err(AppError::BadInput(format!(
+                "{kind:?} entries are written by the action itself; log a contact, a call or an email instead"
+            )));
+        }
+        self.logged(id, kind, text, |_| Ok(()))
+    }
+
+    /// Creates a client and returns its id.
+    pub fn add_client(
+        &self,
+        company: &str,
+        name: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<DocId, AppError> {
+        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        self.check_granted(&company)?;
+        let id = Uuid::new_v4();
+        let doc = DocId::from(id);
+        let who = self.who();
+        self.writer()?.create_doc(doc, &company, |d| {
+            ficha_domain::new_client(d, id, company.as_str(), name, email, phone, now_ms())?;
+            ficha_domain::log_event(d, Uuid::new_v4(), &who, "created", name, now_ms())?;
+            Ok::<(), AppError>(())
+        })?;
+        self.edited();
+        Ok(doc)
+    }
+
+    /// Sets one field of a client; `state` and `archived` go through the lifecycle's rules.
+    pub fn set_field(&self, id: DocId, field: &str, value: &str) -> Result<(), AppError> {
+        match field {
+            "state" => return self.set_state(id, value, false),
+            "archived" => {
+                let archived = bool::from_str(value.trim())
+                    .map_err(|_| AppError::BadInput("archived must be true or false".into()))?;
+                let state = if archived { "archived" } else { "active" };
+                return self.set_state(id, state, false);
+            }
+            _ => {}
+        }
+        self.logged(id, "field_set", &format!("{field} = {value}"), |d| {
+            Ok(ficha_domain::set_field(d, field, value, now_ms())?)
+        })
+    }
+
+    /// Adds a note and returns its id.
+    pub fn add_note(&self, id: DocId, text: &str) -> Result<Uuid, AppError> {
+        let note = Uuid::new_v4();
+        self.logged(id, "note_added", text, |d| {
+            Ok(ficha_domain::add_note(d, note, text, now_ms())?)
+        })?;
+        Ok(note)
+    }
+
+    /// Adds a comment and returns its id.
+    pub fn add_comment(
+        &self,
+        id: DocId,
+        text: &str,
+        private: bool,
+        pinned: bool,
+        priority: &str,
+    ) -> Result<Uuid, AppError> {
+        let priority = Priority::from_str(priority).map_err(|_| {
+            AppError::BadInput(format!("priority {priority:?} is not low, normal or high"))
+        })?;
+        let comment = Uuid::new_v4();
+        self.logged(id, "comment_added", text, |d| {
+            Ok(ficha_domain::add_comment(
+                d,
+                comment,
+                text,
+                private,
+                pinned,
+                priority,
+                now_ms(),
+            )?)
+        })?;
+        Ok(comment)
+    }
+
+    /// Adds an alert and returns its id.
+    pub fn add_alert(
+        &self,
+        id: DocId,
+        kind: &str,
+        priority: &str,
+        description: &str,
+    ) -> Result<Uuid, AppError> {
+        let priority = AlertPriority::from_str(priority).map_err(|_| {
+            AppError::BadInput(format!(
+                "priority {priority:?} is not low, normal, high or critical"
+            ))
+        })?;
+        let alert = Uuid::new_v4();
+        self.logged(id, "alert_added", description, |d| {
+            Ok(ficha_domain::add_alert(
+                d,
+                alert,
+                kind,
+                priority,
+                description,
+                now_ms(),
+            )?)
+        })?;
+        Ok(alert)
+    }
+
+    /// The whole client record as JSON, with ISO 8601 dates beside every `*_at`.
+    pub fn show(&self, id: DocId) -> Result<serde_json::Value, AppError> {
+        let doc = self
+            .store
+            .read_doc(&id)?
+            .ok_or(StoreError::UnknownDoc(id))?;
+        let view = ficha_domain::view(&doc)?;
+        let mut json = serde_json::to_value(view).map_err(|e| AppError::BadInput(e.to_string()))?;
+        super::queries::add_iso_dates(&mut json);
+        Ok(json)
+    }
+}
+
+/// Log entry kinds only the app's own actions write.
+pub(crate) fn is_system_kind(kind: &str) -> bool {
+    const SYSTEM: &[&str] = &[
+        "created",
+        "field_set",
+        "note_added",
+        "comment_added",
+        "alert_added",
+        "group_added",
+        "group_removed",
+        "active",
+        "archived",
+        "trashed",
+        "merged",
+        "purged",
+        "not_duplicate",
+        "imported",
+        "import_updated",
+    ];
+    let k = kind.trim();
+    SYSTEM.contains(&k)
+        || k.ends_with("_added")
+        || k.ends_with("_changed")
+        || k.ends_with("_removed")
+}
