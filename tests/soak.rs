@@ -35,8 +35,22 @@ pub struct SoakConfig {
     pub duration: Duration,
     /// Time between two edits of one replica.
     pub edit_every: Duration,
-    /// Hostile connections that upload as fast as they can and never read (0: none).
+    /// Hostile connections that send as fast as they can and never read (0: none).
     pub flooders: usize,
+    /// What the flooders send.
+    pub flood: FloodKind,
+}
+
+/// What a flooder sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FloodKind {
+    /// Valid uploads to a company of its own (a write token).
+    #[default]
+    Upload,
+    /// Reconciles of an honest company (a read-only token): each reads every digest.
+    Reconcile,
+    /// Subscriptions from the start of an honest company's feed (a read-only token).
+    Subscribe,
 }
 
 /// What a soak measured.
@@ -164,9 +178,25 @@ pub fn run(relay_bin: &Path, cfg: &SoakConfig) -> Result<SoakReport> {
     let flood = Arc::new(FloodCount::default());
     let flood_until = Instant::now() + cfg.duration + Duration::from_secs(5);
     for f in 0..cfg.flooders {
-        let token =
-            ficha_relay::issue_token(&dir, &format!("flood-{f}"), &["flood".into()], false, 1)?;
-        runtime.spawn(flooder(url.clone(), token, f, flood_until, flood.clone()));
+        let (company, read_only) = match cfg.flood {
+            FloodKind::Upload => (Company::new("flood")?, false),
+            _ => (companies[0].clone(), true),
+        };
+        let token = ficha_relay::issue_token(
+            &dir,
+            &format!("flood-{f}"),
+            &[company.to_string()],
+            read_only,
+            1,
+        )?;
+        runtime.spawn(flooder(
+            url.clone(),
+            token,
+            f,
+            (cfg.flood, company),
+            flood_until,
+            flood.clone(),
+        ));
     }
     let handles: Vec<_> = tokens
         .into_iter()
@@ -397,9 +427,15 @@ struct FloodCount {
 /// A hostile client: valid token, valid changes, uploaded as fast as the socket takes them,
 /// never reading an acknowledgement. The relay must cut it (its queue of acks fills) without
 /// its memory following the flood, and honest sessions must not notice beyond latency.
-async fn flooder(url: String, token: String, n: usize, until: Instant, count: Arc<FloodCount>) {
+async fn flooder(
+    url: String,
+    token: String,
+    n: usize,
+    (kind, company): (FloodKind, Company),
+    until: Instant,
+    count: Arc<FloodCount>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
-    let company = Company::new("flood").expect("valid company");
     let actor = actor_for(ReplicaId([n as u8; 16]), n as u32);
     let mut doc = automerge::AutoCommit::new().with_actor(actor);
     let id = DocId::from(uuid::Uuid::new_v4());
@@ -429,21 +465,34 @@ async fn flooder(url: String, token: String, n: usize, until: Instant, count: Ar
                 return;
             }
             seq += 1;
-            let _ = doc.put(ROOT, "n", seq as i64);
-            doc.commit();
-            let Some(change) = doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()) else {
-                continue;
-            };
-            let upload = Frame::Upload(ficha_core::frame::Upload {
-                upto: seq,
-                docs: vec![ficha_core::frame::DocChanges {
-                    doc: id,
+            let frame = match kind {
+                FloodKind::Reconcile => Frame::Reconcile {
                     company: company.clone(),
-                    changes: vec![ficha_core::frame::ByteBuf::from(change)],
-                }],
-            });
+                    buckets: vec![[0u8; 32]; 256],
+                },
+                FloodKind::Subscribe => Frame::Subscribe {
+                    company: company.clone(),
+                    after: 0,
+                },
+                FloodKind::Upload => {
+                    let _ = doc.put(ROOT, "n", seq as i64);
+                    doc.commit();
+                    let Some(change) = doc.get_last_local_change().map(|c| c.raw_bytes().to_vec())
+                    else {
+                        continue;
+                    };
+                    Frame::Upload(ficha_core::frame::Upload {
+                        upto: seq,
+                        docs: vec![ficha_core::frame::DocChanges {
+                            doc: id,
+                            company: company.clone(),
+                            changes: vec![ficha_core::frame::ByteBuf::from(change)],
+                        }],
+                    })
+                }
+            };
             if tx
-                .send(Message::Binary(upload.encode().into()))
+                .send(Message::Binary(frame.encode().into()))
                 .await
                 .is_err()
             {

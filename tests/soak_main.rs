@@ -28,6 +28,9 @@ struct Args {
     /// Hostile connections uploading as fast as they can without reading.
     #[arg(long, default_value_t = 0)]
     flooders: usize,
+    /// What the flooders send.
+    #[arg(long, value_enum, default_value_t = ficha_e2e::soak::FloodKind::Upload)]
+    flood: ficha_e2e::soak::FloodKind,
     /// The relay binary (default: ficha-relay beside this one).
     #[arg(long)]
     relay: Option<PathBuf>,
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         duration: Duration::from_secs(args.seconds),
         edit_every: Duration::from_millis(args.edit_every_ms),
         flooders: args.flooders,
+        flood: args.flood,
     };
     match run(&relay, &cfg) {
         Ok(r) => {
@@ -73,7 +77,7 @@ fn main() -> ExitCode {
                     "{} sessions, {} companies, {:.0} s: {} edits ({:.1}/s), {}/{} arrivals\n\
                      delay commit→arrival: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
                      relay RSS: {first:.1} MiB at start, {max:.1} MiB peak, {last:.1} MiB at end\n\
-                     flood: {} upload frames pushed, {} flooder connections cut\n\
+                     flood: {} frames pushed, {} flooder connections cut\n\
                      errors: {}",
                     r.sessions,
                     r.companies,

@@ -107,6 +107,9 @@ pub enum Command {
     /// This replica's token.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Verifies the whole database file (slow on a large replica): every page's checksum and
+    /// every document's record. Run it with `ficha serve` stopped.
+    Check,
     /// Runs the two-branch offline story end to end in a temporary directory.
     Demo,
 }
@@ -420,6 +423,12 @@ fn data_dir(data: &Option<PathBuf>) -> Result<&Path> {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo => return crate::demo::run().await,
+        Command::Check => {
+            let dir = data_dir(&cli.data)?;
+            let n = ficha_store::Store::check(dir)?;
+            println!("the replica's database is intact ({n} documents checked)");
+            return Ok(());
+        }
         Command::Init { name, relay, token } => {
             let dir = data_dir(&cli.data)?;
             let id = Replica::init(dir, &name, &relay, &token)?;
@@ -603,7 +612,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Serve { listen } => serve(replica, listen).await?,
-        Command::Init { .. } | Command::Demo => unreachable!("handled above"),
+        Command::Init { .. } | Command::Demo | Command::Check => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -42,6 +42,16 @@ fn keys_of(c: &ClientSummary) -> IndexKeys {
     }
 }
 
+/// A stored summary; one that does not decode is damage to report, never a client to leave
+/// out of a list without a word.
+pub fn decode_summary(id: &DocId, bytes: &[u8]) -> Result<ClientSummary, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the list entry of client {id} is damaged ({e}); the database file replica.redb may be damaged: run `ficha check`"
+        ))
+    })
+}
+
 /// Below this many candidates, reading their summaries and sorting beats walking the list.
 const SORT_BELOW: usize = 4096;
 /// Once this few candidates remain, checking their summaries beats more lookups.
@@ -64,7 +74,8 @@ pub fn query(
     let summary = |id: &DocId| -> Result<Option<ClientSummary>, StoreError> {
         Ok(index
             .summary(id)?
-            .and_then(|b| serde_json::from_slice::<ClientSummary>(&b).ok())
+            .map(|b| decode_summary(id, &b))
+            .transpose()?
             .filter(|c| filter.matches(c)))
     };
     match candidates {

@@ -19,6 +19,7 @@ fn forty_sessions_editing_at_once_lose_nothing() -> Result<()> {
             duration: Duration::from_secs(6),
             edit_every: Duration::from_millis(300),
             flooders: 0,
+            flood: Default::default(),
         },
     )?;
     assert!(report.errors.is_empty(), "{:#?}", report.errors);

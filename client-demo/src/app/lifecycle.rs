@@ -80,11 +80,11 @@ impl Replica {
     /// The summary of one client, from the list index (no document is loaded).
     fn summary_of(&self, id: DocId) -> Result<ClientSummary, AppError> {
         let index = self.store.index()?;
-        let summary = index
-            .and_then(|i| i.summary(&id).transpose())
-            .transpose()?
-            .and_then(|b| serde_json::from_slice::<ClientSummary>(&b).ok());
-        summary.ok_or_else(|| AppError::Store(StoreError::UnknownDoc(id)))
+        let bytes = index.and_then(|i| i.summary(&id).transpose()).transpose()?;
+        match bytes {
+            Some(b) => Ok(crate::listing::decode_summary(&id, &b)?),
+            None => Err(AppError::Store(StoreError::UnknownDoc(id))),
+        }
     }
 
     /// Why `c` may not move to `state` now, if it may not: a tombstone, or (for a reactivation

@@ -33,6 +33,16 @@ pub enum StoreError {
         /// Version of this build.
         supported: u64,
     },
+    /// The database file is damaged (it does not open, or what it holds does not decode).
+    #[error(
+        "the replica's database {path} is damaged ({reason}). Restore the data directory from a copy, or create a new replica and sync it; edits not yet uploaded are also in edits.journal beside it"
+    )]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// Stored bytes that do not decode.
     #[error("corrupt store record: {0}")]
     Corrupt(String),

@@ -34,12 +34,18 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, Stor
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// Ids are text in what people and scripts read.
+fn as_text<S: serde::Serializer>(doc: &DocId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(doc)
+}
+
 /// A refused outbox entry as the API and CLI report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RefusedEntry {
     /// Its outbox position.
     pub position: u64,
     /// The document.
+    #[serde(serialize_with = "as_text")]
     pub doc: DocId,
     /// The relay's reason.
     pub reason: String,
@@ -49,6 +55,7 @@ pub struct RefusedEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarantinedDoc {
     /// The document.
+    #[serde(serialize_with = "as_text")]
     pub doc: DocId,
     /// Its company.
     pub company: String,

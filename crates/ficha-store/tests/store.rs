@@ -354,3 +354,69 @@ fn a_page_of_new_documents_lands_whole_however_it_is_parsed() {
     drop(store);
     check(&Store::open(dir.path(), Arc::new(CountKeys)).expect("reopen"));
 }
+
+#[test]
+fn an_edit_too_large_to_upload_is_refused_before_it_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    let store = open(dir.path());
+    let doc = DocId([5; 16]);
+    store
+        .create_doc(doc, &company(), |d| put(d, "a", 1))
+        .expect("create");
+    let limit = ficha_core::frame::MAX_CHANGE_BYTES;
+    // Random bytes: the change's compression cannot bring it under the limit.
+    let blob: String = (0..limit + 1024)
+        .map(|i| char::from(b'a' + ((i * 7919 + i / 3) % 26) as u8))
+        .collect();
+    let refused = store.edit_doc(doc, |d| -> Result<(), StoreError> {
+        Ok(d.put(ROOT, "huge", blob.as_str())?)
+    });
+    assert!(
+        matches!(refused, Err(StoreError::TooLarge { limit: l, .. }) if l == limit),
+        "{refused:?}"
+    );
+    assert_eq!(store.pending_upload().expect("count"), 1, "nothing queued");
+    let d = store.read_doc(&doc).expect("read").expect("exists");
+    assert!(
+        d.get(ROOT, "huge").expect("get").is_none(),
+        "nothing stored"
+    );
+    drop(store);
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.pending_upload().expect("count"),
+        1,
+        "nor journaled"
+    );
+}
+
+#[test]
+fn a_damaged_database_file_is_a_clear_error_at_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Store::init(dir.path(), &identity()).expect("init");
+    {
+        let store = open(dir.path());
+        for i in 0..200u8 {
+            store
+                .create_doc(DocId([i; 16]), &company(), |d| put(d, "n", i64::from(i)))
+                .expect("create");
+        }
+    }
+    let path = dir.path().join(ficha_store::DB_FILE);
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Garbage over the middle of the file, where the tables' pages are.
+    let len = bytes.len();
+    for b in &mut bytes[len / 3..len / 3 + 8192] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    match Store::open(dir.path(), Arc::new(NoIndex)) {
+        Err(StoreError::Damaged { reason, .. }) => assert!(!reason.is_empty()),
+        Err(other) => panic!("expected a damaged-database error, got {other}"),
+        Ok(store) => panic!(
+            "a damaged database opened, with {} documents",
+            store.doc_count().unwrap_or(0)
+        ),
+    }
+}
