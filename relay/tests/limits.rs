@@ -132,6 +132,7 @@ async fn live_pages_arrive_in_sequence_under_concurrent_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_is_dropped() {
+    let panics = panics();
     let dir = tempfile::tempdir().expect("tmp");
     let limits = Limits {
         queue: 2,
@@ -188,6 +189,11 @@ async fn a_subscriber_that_stops_reading_is_dropped() {
         );
     }
     relay.stop().await;
+    assert_eq!(
+        panics.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no relay task panicked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

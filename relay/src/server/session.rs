@@ -291,7 +291,8 @@ async fn serve(
         ((), Vec::new())
     });
     lock(&shared.conns).remove(&conn);
-    if tokio::time::timeout(FLUSH, &mut writer).await.is_err() {
+    // A writer the session already saw end must not be awaited again (tokio panics).
+    if !writer.is_finished() && tokio::time::timeout(FLUSH, &mut writer).await.is_err() {
         ctl.kill.notify_one();
         let _ = writer.await;
     }

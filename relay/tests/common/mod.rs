@@ -167,3 +167,19 @@ pub async fn wait_metric(relay: &RunningRelay, name: &str, want: u64) {
     }
     assert_eq!(metric(relay, name).await, want, "{name}");
 }
+
+/// Counts panics anywhere in this test process from the first call on, spawned tasks
+/// included (tokio would otherwise swallow them): a relay task that panics is a bug even
+/// when the test's own checks pass.
+pub fn panics() -> &'static std::sync::atomic::AtomicUsize {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    &COUNT
+}
