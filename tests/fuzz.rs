@@ -140,6 +140,9 @@ pub fn api_body(data: &[u8]) {
         "/api/clients/00000000-0000-0000-0000-000000000001/fields",
         "/api/clients/00000000-0000-0000-0000-000000000001/notes",
         "/api/clients/00000000-0000-0000-0000-000000000001/items/allergies",
+        "/api/records",
+        "/api/employees",
+        "/api/session",
     ];
     with_replica(|replica| {
         RT.with(|rt| {
@@ -148,9 +151,11 @@ pub fn api_body(data: &[u8]) {
                     replica: replica.clone(),
                     sync: Arc::new(ficha_app::sync::SyncStatus::default()),
                     listen: None,
+                    auth: Arc::new(ficha_app::http::Auth::new("fuzz-key".into())),
                 };
                 let request = axum::http::Request::post(path)
                     .header("host", "127.0.0.1")
+                    .header("authorization", "Bearer fuzz-key")
                     .header("content-type", "application/json")
                     .body(axum::body::Body::from(data.to_vec()))
                     .expect("request");

@@ -243,6 +243,8 @@ pub struct Served {
     child: Child,
     /// Base URL of its HTTP API.
     pub base: String,
+    /// The replica's API key (`DIR/api.key`), sent as a Bearer token by `get` and `post`.
+    pub key: String,
 }
 
 impl Served {
@@ -257,21 +259,37 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()?;
         let port = wait_listening(&mut child, "ficha serve")?;
+        let key = std::fs::read_to_string(replica.data.join("api.key"))
+            .context("ficha serve wrote no api.key")?
+            .trim()
+            .to_string();
         Ok(Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            key,
         })
+    }
+
+    /// A request to the API with the key.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
     }
 
     /// GET a JSON document from the API.
     pub fn get(&self, path: &str) -> Result<serde_json::Value> {
-        Ok(reqwest::blocking::get(format!("{}{path}", self.base))?.json()?)
+        Ok(self.request(reqwest::Method::GET, path).send()?.json()?)
     }
 
     /// POST JSON to the API; returns the status and the JSON answer.
     pub fn post(&self, path: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value)> {
-        let r = reqwest::blocking::Client::new()
-            .post(format!("{}{path}", self.base))
+        let r = self
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()?;
         let status = r.status().as_u16();

@@ -22,6 +22,10 @@ pub struct Cli {
     /// The replica's data directory.
     #[arg(long, global = true, env = "FICHA_DATA")]
     pub data: Option<PathBuf>,
+    /// Act as this employee (id or code) of the record's company, for roles and the audit
+    /// log; without it, the replica itself acts.
+    #[arg(long = "as", global = true, env = "FICHA_AS")]
+    pub as_employee: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,6 +48,12 @@ pub enum Command {
     /// Client records.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Records of every other kind linked to clients (invoices, appointments, services…).
+    #[command(subcommand)]
+    Record(crate::cli_records::RecordCmd),
+    /// Employees: who signs in, is assigned work and appears in the audit trail.
+    #[command(subcommand)]
+    Employee(crate::cli_records::EmployeeCmd),
     /// Notes on a client.
     #[command(subcommand)]
     Note(NoteCmd),
@@ -168,6 +178,8 @@ pub enum ClientCmd {
         json: bool,
         #[command(flatten)]
         filter: ListFilter,
+        #[command(flatten)]
+        links: LinkArgs,
         /// Skip this many.
         #[arg(long, default_value_t = 0)]
         offset: usize,
@@ -196,11 +208,33 @@ pub enum ClientCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Total clients, total reviews and average rating of the clients a filter selects.
+    /// Total clients, total reviews, average rating and total sales of the clients a filter
+    /// selects.
     Stats {
         #[command(flatten)]
         filter: ListFilter,
     },
+    /// The current account of a client: pending documents and totals.
+    Statement {
+        id: String,
+        /// json (default) or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+}
+
+/// Client list filters over a client's records.
+#[derive(clap::Args, Default)]
+pub struct LinkArgs {
+    /// with (an active service), without (none active) or cancelled.
+    #[arg(long)]
+    pub services: Option<String>,
+    /// Only clients with a service of this type, e.g. "Implementación".
+    #[arg(long)]
+    pub service_type: Option<String>,
+    /// Only clients with an upcoming appointment.
+    #[arg(long)]
+    pub upcoming: bool,
 }
 
 /// Which clients a list selects.
@@ -432,6 +466,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Init { name, relay, token } => {
             let dir = data_dir(&cli.data)?;
             let id = Replica::init(dir, &name, &relay, &token)?;
+            crate::http::api_key(dir).with_context(|| {
+                format!(
+                    "cannot write {}",
+                    dir.join(crate::http::API_KEY_FILE).display()
+                )
+            })?;
             println!(
                 "initialised replica {} ({}) in {}",
                 id.name,
@@ -444,8 +484,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let dir = data_dir(&cli.data)?;
     let replica = Replica::open(dir)?;
+    let replica = match cli.as_employee.as_deref() {
+        Some(e) => {
+            let employee = replica.active_employee(e)?;
+            replica.acting_as(&employee)?
+        }
+        None => replica,
+    };
     match cli.command {
         Command::Client(c) => client(&replica, c)?,
+        Command::Record(c) => crate::cli_records::record(&replica, c)?,
+        Command::Employee(c) => crate::cli_records::employee(&replica, c)?,
         Command::Note(NoteCmd::Add { id, text }) => {
             println!("{}", replica.add_note(parse_id(&id)?, &text)?);
         }
@@ -611,7 +660,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "token replaced; the relay checks it at the next sync ({requeued} refused changes queued again)"
             );
         }
-        Command::Serve { listen } => serve(replica, listen).await?,
+        Command::Serve { listen } => serve(replica, dir, listen).await?,
         Command::Init { .. } | Command::Demo | Command::Check => unreachable!("handled above"),
     }
     Ok(())
@@ -752,25 +801,54 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
         ClientCmd::List {
             json,
             filter,
+            links,
             offset,
             limit,
             sort,
         } => {
-            let list = replica.page_sorted(&filter.into(), sort, offset, limit)?;
+            let links = crate::app::LinkFilter {
+                services: links.services,
+                service_type: links.service_type,
+                upcoming: links.upcoming,
+            };
+            let list = replica.client_rows(&filter.into(), &links, sort, offset, limit)?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
                 for c in list {
-                    let archived = if c.archived { " (archived)" } else { "" };
-                    println!("{}  {:<12} {}{archived}", c.id, c.company, c.name);
+                    let archived = if c["archived"] == true {
+                        " (archived)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{}  {:<12} {}{archived}",
+                        c["id"].as_str().unwrap_or_default(),
+                        c["company"].as_str().unwrap_or_default(),
+                        c["name"].as_str().unwrap_or_default()
+                    );
                 }
+            }
+        }
+        ClientCmd::Statement { id, format } => {
+            let statement = replica.statement(&parse_id(&id)?)?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&statement)?),
+                "csv" => crate::cli_records::statement_csv(&statement, std::io::stdout())?,
+                other => bail!("unknown format {other:?}: use json or csv"),
             }
         }
     }
     Ok(())
 }
 
-async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
+async fn serve(replica: Replica, dir: &Path, listen: SocketAddr) -> Result<()> {
+    let key = crate::http::api_key(dir).with_context(|| {
+        format!(
+            "cannot read or create {}",
+            dir.join(crate::http::API_KEY_FILE).display()
+        )
+    })?;
     let replica = Arc::new(replica);
     let status = Arc::new(SyncStatus::default());
     let shutdown = Arc::new(Notify::new());
@@ -800,10 +878,17 @@ async fn serve(replica: Replica, listen: SocketAddr) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
+    let auth = Arc::new(crate::http::Auth::new(key));
+    // As Jupyter does: whoever started the server may open the page signed in, once.
+    println!(
+        "open http://{addr}/?token={} (a one-time sign-in link); employees sign in with their password",
+        auth.one_time_link()
+    );
     let state = ApiState {
         replica,
         sync: status,
         listen: Some(addr),
+        auth,
     };
     let stop = shutdown.clone();
     axum::serve(listener, router(state))

@@ -121,6 +121,7 @@ impl crate::app::Replica {
     /// Merges `other` into `survivor`: every item of both survives under the survivor's id,
     /// and `other` becomes a tombstone pointing at it.
     pub fn merge(&self, survivor: DocId, other: DocId) -> Result<usize, AppError> {
+        self.require(crate::app::Role::Admin)?;
         if survivor == other {
             return Err(AppError::BadInput(
                 "a client cannot be merged into itself".into(),

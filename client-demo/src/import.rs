@@ -304,7 +304,7 @@ fn unescape(v: &str) -> &str {
 
 /// A cell that a spreadsheet would not run as a formula: one starting with `=`, `+`, `-`, `@`,
 /// a tab or a carriage return gets a leading `'` (OWASP's advice for CSV injection).
-fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(v: &str) -> std::borrow::Cow<'_, str> {
     if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         std::borrow::Cow::Owned(format!("'{v}"))
     } else {

@@ -5,42 +5,12 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use automerge::Automerge;
 use ficha_core::DocId;
 use ficha_domain::ClientSummary;
-use ficha_domain::search::{Filter, Probe, Sort, index_terms, order_key};
-use ficha_store::{IndexKeys, IndexReader, Indexer, Store, StoreError};
-
-/// Indexes client documents: a JSON summary, plus search terms and list order derived from it.
-pub struct ClientIndexer;
-
-impl Indexer for ClientIndexer {
-    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>> {
-        let summary = ficha_domain::summary(doc).ok()?;
-        serde_json::to_vec(&summary).ok()
-    }
-
-    fn keys(&self, summary: &[u8]) -> Option<IndexKeys> {
-        Some(keys_of(&serde_json::from_slice(summary).ok()?))
-    }
-
-    fn summarize_with_keys(&self, doc: &Automerge) -> Option<(Vec<u8>, Option<IndexKeys>)> {
-        let summary = ficha_domain::summary(doc).ok()?;
-        Some((serde_json::to_vec(&summary).ok()?, Some(keys_of(&summary))))
-    }
-
-    /// 2: summaries (and so terms) are cut to their fields' lengths.
-    fn version(&self) -> u64 {
-        2
-    }
-}
-
-fn keys_of(c: &ClientSummary) -> IndexKeys {
-    IndexKeys {
-        order: order_key(c),
-        terms: index_terms(c),
-    }
-}
+use ficha_domain::index::{client_probe, order_prefix};
+use ficha_domain::record::{RecordFilter, RecordSort, RecordSummary};
+use ficha_domain::search::{Filter, Plan, Probe, Sort, order_key};
+use ficha_store::{IndexReader, Store, StoreError};
 
 /// A stored summary; one that does not decode is damage to report, never a client to leave
 /// out of a list without a word.
@@ -70,7 +40,12 @@ pub fn query(
         return Ok(Vec::new());
     };
     let limit = limit.unwrap_or(usize::MAX);
-    let candidates = narrow(&index, filter)?;
+    let plan: Plan = filter
+        .plan()
+        .iter()
+        .map(|c| c.iter().map(client_probe).collect())
+        .collect();
+    let candidates = narrow(&index, plan)?;
     let summary = |id: &DocId| -> Result<Option<ClientSummary>, StoreError> {
         Ok(index
             .summary(id)?
@@ -90,7 +65,7 @@ pub fn query(
         candidates => {
             let mut found = Vec::new();
             let mut skipped = 0;
-            index.in_order(|id| {
+            index.in_order_within(&order_prefix("client"), "", |_, id| {
                 if found.len() >= limit {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -136,9 +111,9 @@ pub fn query_sorted(
 ///
 /// A clause whose lookups find more than `LOOKUP_CAP` clients is skipped: walking the list and
 /// checking summaries costs less than materialising every client of a company.
-fn narrow(index: &IndexReader, filter: &Filter) -> Result<Option<HashSet<DocId>>, StoreError> {
+fn narrow(index: &IndexReader, plan: Plan) -> Result<Option<HashSet<DocId>>, StoreError> {
     let mut candidates: Option<HashSet<DocId>> = None;
-    'clauses: for clause in filter.plan() {
+    'clauses: for clause in plan {
         if candidates
             .as_ref()
             .is_some_and(|c| c.len() <= ENOUGH_LOOKUPS)
@@ -162,4 +137,118 @@ fn narrow(index: &IndexReader, filter: &Filter) -> Result<Option<HashSet<DocId>>
         });
     }
     Ok(candidates)
+}
+
+/// A stored record summary; one that does not decode is damage, as for clients.
+pub fn decode_record(id: &DocId, bytes: &[u8]) -> Result<RecordSummary, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the list entry of record {id} is damaged ({e}); the database file replica.redb may be damaged: run `ficha check`"
+        ))
+    })
+}
+
+/// The records `filter` matches, sorted by `sort`, skipping `offset`, at most `limit`; and how
+/// many match in all. Index lookups narrow the candidates; with none to narrow by, the kind's
+/// own list is walked (in its date order, so a page in that order stops early).
+pub fn query_records(
+    store: &Store,
+    filter: &RecordFilter,
+    sort: &RecordSort,
+    offset: usize,
+    limit: Option<usize>,
+) -> Result<Vec<RecordSummary>, StoreError> {
+    let Some(index) = store.index()? else {
+        return Ok(Vec::new());
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    let summary = |id: &DocId| -> Result<Option<RecordSummary>, StoreError> {
+        let Some(bytes) = index.summary(id)? else {
+            return Ok(None);
+        };
+        // Clients have no `kind` in their summaries: a cross-kind term never names one, but
+        // a damaged row must not turn into a client shown as a record.
+        if !bytes.windows(6).any(|w| w == b"\"kind\"") {
+            return Ok(None);
+        }
+        Ok(Some(decode_record(id, &bytes)?).filter(|r| filter.matches(r)))
+    };
+    let in_index_order = sort.field.is_none() && !sort.desc;
+    match (narrow(&index, filter.plan())?, filter.kind.as_deref()) {
+        (None, Some(kind)) if in_index_order => {
+            let mut found = Vec::new();
+            let mut skipped = 0;
+            // Dates sort as text: a --since day starts the walk there.
+            let prefix = order_prefix(kind);
+            let from = filter
+                .since
+                .as_deref()
+                .map(|d| format!("{prefix}{d}"))
+                .unwrap_or_default();
+            index.in_order_within(&prefix, &from, |_, id| {
+                if found.len() >= limit {
+                    return Ok(ControlFlow::Break(()));
+                }
+                if let Some(r) = summary(&id)? {
+                    if skipped < offset {
+                        skipped += 1;
+                    } else {
+                        found.push(r);
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(found)
+        }
+        (candidates, kind) => {
+            let ids: Vec<DocId> = match (candidates, kind) {
+                (Some(c), _) => c.into_iter().collect(),
+                (None, Some(kind)) => {
+                    let mut all = Vec::new();
+                    index.in_order_within(&order_prefix(kind), "", |_, id| {
+                        all.push(id);
+                        Ok(ControlFlow::Continue(()))
+                    })?;
+                    all
+                }
+                (None, None) => {
+                    let mut all = Vec::new();
+                    for k in ficha_domain::record::kinds::KINDS {
+                        index.in_order_within(&order_prefix(k.name), "", |_, id| {
+                            all.push(id);
+                            Ok(ControlFlow::Continue(()))
+                        })?;
+                    }
+                    all
+                }
+            };
+            let mut found = Vec::with_capacity(ids.len());
+            for id in &ids {
+                found.extend(summary(id)?);
+            }
+            sort.apply(&mut found);
+            Ok(found.into_iter().skip(offset).take(limit).collect())
+        }
+    }
+}
+
+/// How many records of each kind link to `target` (a client or a record): index lookups only.
+pub fn linked_counts(
+    store: &Store,
+    target: &DocId,
+) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(index) = store.index()? else {
+        return Ok(out);
+    };
+    let t = target.to_string();
+    for k in ficha_domain::record::kinds::KINDS {
+        let n = index
+            .exact(&ficha_domain::index::link_term(k.name, &t), usize::MAX)?
+            .map_or(0, |s| s.len());
+        if n > 0 {
+            out.insert(k.name.to_string(), n);
+        }
+    }
+    Ok(out)
 }

@@ -23,6 +23,7 @@ impl Replica {
     /// Purges clients trashed more than `retention_days` ago, and cleans purged clients that
     /// a concurrent edit refilled. Each purge is one durable edit, recorded in the client's log.
     pub fn purge_trash(&self, retention_days: u32) -> Result<PurgeReport, AppError> {
+        self.require(crate::app::Role::Admin)?;
         let cutoff = now_ms() - i64::from(retention_days) * 86_400_000;
         let trashed = |until| Filter {
             state: Some("trashed".into()),

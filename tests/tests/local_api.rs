@@ -23,6 +23,7 @@ impl Api {
         self.http
             .request(method, self.url(path))
             .header("host", format!("127.0.0.1:{}", self.port))
+            .bearer_auth(&self.served.key)
     }
 }
 

@@ -17,7 +17,7 @@ const FILES: &str = "files";
 
 /// `f`, then an activity-log entry by `who`, as one edit.
 pub(crate) fn logged<T>(
-    who: String,
+    who: ficha_domain::Actor,
     kind: String,
     text: String,
     f: impl FnOnce(&mut AutoCommit) -> Result<T, AppError>,
@@ -30,9 +30,9 @@ pub(crate) fn logged<T>(
 }
 
 impl Replica {
-    /// Who edits from this replica, as the activity log names them.
-    pub(crate) fn who(&self) -> String {
-        self.store.identity().name.clone()
+    /// Who edits: this replica, or the employee acting on it.
+    pub(crate) fn who(&self) -> ficha_domain::Actor {
+        self.acting.actor.clone()
     }
 
     /// Runs `f` and appends an activity-log entry in the same transaction.
@@ -43,9 +43,13 @@ impl Replica {
         text: &str,
         f: impl FnOnce(&mut AutoCommit) -> Result<T, AppError>,
     ) -> Result<T, AppError> {
-        let out = self
-            .writer()?
-            .edit_doc(id, logged(self.who(), kind.into(), text.into(), f))?;
+        let out = self.writer()?.edit_doc(
+            id,
+            logged(self.who(), kind.into(), text.into(), |d| {
+                self.check_client_doc(d.document())?;
+                f(d)
+            }),
+        )?;
         self.edited();
         Ok(out)
     }
@@ -158,9 +162,16 @@ impl Replica {
             }
             _ => {}
         }
-        self.logged(id, "field_set", &format!("{field} = {value}"), |d| {
-            Ok(ficha_domain::set_field(d, field, value, now_ms())?)
-        })
+        let who = self.who();
+        self.writer()?.edit_doc(id, |d| {
+            self.check_client_doc(d.document())?;
+            let old = ficha_domain::field_value(d, field)?;
+            ficha_domain::set_field(d, field, value, now_ms())?;
+            ficha_domain::log_field(d, Uuid::new_v4(), &who, field, old.as_deref(), now_ms())?;
+            Ok::<(), AppError>(())
+        })?;
+        self.edited();
+        Ok(())
     }
 
     /// Adds a note and returns its id.
@@ -232,10 +243,58 @@ impl Replica {
             .store
             .read_doc(&id)?
             .ok_or(StoreError::UnknownDoc(id))?;
+        self.check_client_doc(&doc)?;
         let view = ficha_domain::view(&doc)?;
         let mut json = serde_json::to_value(view).map_err(|e| AppError::BadInput(e.to_string()))?;
+        if let Some(m) = json.as_object_mut() {
+            let account = self.client_account(&id)?;
+            let updated = [
+                m.get("created_at").and_then(|v| v.as_i64()),
+                m.get("state_at").and_then(|v| v.as_i64()),
+                m["log"]
+                    .as_array()
+                    .and_then(|l| l.iter().filter_map(|e| e["at"].as_i64()).max()),
+                account["records_updated_at"].as_i64(),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            for k in ["linked", "sales_total", "pending_total"] {
+                m.insert(k.into(), account[k].clone());
+            }
+            m.insert(
+                "last_update".into(),
+                serde_json::json!(updated.and_then(super::iso)),
+            );
+        }
         super::queries::add_iso_dates(&mut json);
         Ok(json)
+    }
+
+    /// Refuses a document that is not a client, or a client of another company than the
+    /// employee acting works for.
+    pub(crate) fn check_client_doc(&self, doc: &automerge::Automerge) -> Result<(), AppError> {
+        let kind = ficha_domain::record::kind_of(doc)?;
+        if kind != "client" {
+            return Err(AppError::NotFound(format!(
+                "this is a {kind}, not a client: `ficha record show ID` shows it"
+            )));
+        }
+        if let Some(own) = self.actor_company() {
+            use automerge::ReadDoc;
+            let company = match doc.get(automerge::ROOT, ficha_domain::schema::COMPANY) {
+                Ok(Some((automerge::Value::Scalar(s), _))) => {
+                    s.as_str().unwrap_or_default().to_string()
+                }
+                _ => String::new(),
+            };
+            if company != own {
+                return Err(AppError::NotFound(
+                    "there is no such client in your company".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -188,6 +188,7 @@ impl Replica {
         value: Option<&str>,
         force: bool,
     ) -> Result<usize, AppError> {
+        self.require(super::Role::Admin)?;
         let action = parse_action(action, value)?;
         let targets: Vec<ClientSummary> = match selection {
             Selection::Ids([]) => {

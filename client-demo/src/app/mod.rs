@@ -5,7 +5,9 @@
 
 mod edits;
 mod lifecycle;
+pub mod people;
 mod queries;
+pub mod records;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,9 +21,10 @@ use ficha_core::{Company, DocId, ReplicaId, token};
 use ficha_domain::DomainError;
 use ficha_store::{Batch, Identity, Store, StoreError};
 
-pub use crate::listing::ClientIndexer;
 pub use lifecycle::Selection;
+pub use people::{Acting, Employee, Role};
 pub use queries::{Status, iso};
+pub use records::{Given, LinkFilter};
 
 /// What a user action can fail with, typed to the end: the local API maps each kind to its
 /// status code, the CLI prints it.
@@ -57,6 +60,12 @@ pub enum AppError {
         /// The companies the token grants.
         granted: String,
     },
+    /// Whoever acts may not do this (a viewer editing, staff purging, another company).
+    #[error("{0}")]
+    Denied(String),
+    /// Not signed in, or a wrong password.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// An attachment could not be moved to or from the relay.
     #[error(transparent)]
     Blob(#[from] crate::files::BlobError),
@@ -67,6 +76,8 @@ pub enum AppError {
 pub enum ErrorKind {
     /// The caller's input (400).
     BadInput,
+    /// Not signed in (401).
+    Unauthenticated,
     /// Not allowed here (403).
     Forbidden,
     /// Does not exist (404).
@@ -88,12 +99,13 @@ impl AppError {
         match self {
             AppError::NotFound(_)
             | AppError::Store(StoreError::UnknownDoc(_))
-            | AppError::Domain(DomainError::UnknownItem { .. })
+            | AppError::Domain(DomainError::UnknownItem { .. } | DomainError::WrongKind { .. })
             | AppError::Blob(BlobError::Missing(_)) => ErrorKind::NotFound,
-            AppError::Conflict(_) | AppError::Store(StoreError::DocExists(_)) => {
-                ErrorKind::Conflict
-            }
-            AppError::ReadOnly => ErrorKind::Forbidden,
+            AppError::Conflict(_)
+            | AppError::Store(StoreError::DocExists(_))
+            | AppError::Domain(DomainError::Rule(_)) => ErrorKind::Conflict,
+            AppError::ReadOnly | AppError::Denied(_) => ErrorKind::Forbidden,
+            AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             AppError::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
             AppError::Store(StoreError::Locked(_)) => ErrorKind::Busy,
             AppError::BadInput(_) | AppError::NotGranted { .. } | AppError::Domain(_) => {
@@ -121,10 +133,11 @@ pub struct ImportedRow<'a> {
     pub note: Option<&'a str>,
 }
 
-/// An open replica.
+/// An open replica, acting as itself or as an employee.
 pub struct Replica {
     store: Arc<Store>,
     changed: Arc<Notify>,
+    acting: Acting,
 }
 
 /// Milliseconds since the Unix epoch, for record timestamps.
@@ -178,10 +191,15 @@ impl Replica {
 
     /// Opens the replica in `dir`.
     pub fn open(dir: &Path) -> Result<Self, AppError> {
-        let store = Store::open(dir, Arc::new(ClientIndexer))?;
+        let store = Store::open(dir, Arc::new(ficha_domain::index::DomainIndexer))?;
+        let actor = ficha_domain::Actor::replica(&store.identity().name);
         Ok(Self {
             store: Arc::new(store),
             changed: Arc::new(Notify::new()),
+            acting: Acting {
+                actor,
+                employee: None,
+            },
         })
     }
 
@@ -210,6 +228,7 @@ impl Replica {
     /// The store, for an edit: refused on a read-only replica, whose edits could never be
     /// uploaded.
     pub(crate) fn writer(&self) -> Result<&Store, AppError> {
+        self.require(Role::Staff)?;
         if self.may_write() {
             Ok(&self.store)
         } else {

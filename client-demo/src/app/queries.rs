@@ -103,7 +103,25 @@ impl Replica {
 
     /// Every client `filter` matches, in list order.
     pub fn query(&self, filter: &Filter) -> Result<Vec<ClientSummary>, AppError> {
-        Ok(crate::listing::query(&self.store, filter, 0, None)?)
+        Ok(crate::listing::query(
+            &self.store,
+            &self.scoped(filter),
+            0,
+            None,
+        )?)
+    }
+
+    /// An employee sees their own company only: a filter naming another finds nothing.
+    pub(crate) fn scoped(&self, filter: &Filter) -> Filter {
+        let mut f = filter.clone();
+        if let Some(own) = self.actor_company() {
+            if f.company.as_ref().is_some_and(|c| *c != own) {
+                f.company = Some(format!("{own}\u{0}none"));
+            } else {
+                f.company = Some(own);
+            }
+        }
+        f
     }
 
     /// One page of the clients `filter` matches (checked first), in list order.
@@ -128,7 +146,7 @@ impl Replica {
         self.check_filter(filter)?;
         Ok(crate::listing::query_sorted(
             &self.store,
-            filter,
+            &self.scoped(filter),
             sort,
             offset,
             limit,
@@ -146,7 +164,9 @@ impl Replica {
         } else {
             Some(f64::from(ratings) / f64::from(reviews))
         };
+        let total_sales = self.total_sales(filter)?;
         Ok(serde_json::json!({
+            "total_sales": total_sales,
             "total_clients": clients.len(),
             "total_reviews": reviews,
             "average_rating": average,

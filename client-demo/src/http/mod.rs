@@ -5,7 +5,9 @@
 //! this server and writes must be JSON or carry the request header ([`guard`]); every error is
 //! a JSON object with an `error` key.
 
+mod auth;
 mod guard;
+mod records;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use serde_json::json;
 use crate::app::{AppError, ErrorKind, Replica, parse_id, parse_item};
 use crate::sync::SyncStatus;
 
+pub use auth::{API_KEY_FILE, Auth, COOKIE, api_key};
 pub use guard::REQUEST_HEADER;
 
 /// What every handler shares.
@@ -32,6 +35,8 @@ pub struct ApiState {
     pub sync: Arc<SyncStatus>,
     /// The address the server listens on: requests must name it (None: any port).
     pub listen: Option<SocketAddr>,
+    /// The API key and signed-in sessions.
+    pub auth: Arc<Auth>,
 }
 
 /// An error as the API answers it.
@@ -44,6 +49,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let status = match e.kind() {
             ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -75,7 +81,12 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Replica) -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let replica = s.replica.clone();
-    match tokio::task::spawn_blocking(move || f(&replica)).await {
+    let caller = auth::current();
+    let work = move || match auth::acting(&replica, &caller)? {
+        Some(employee) => f(&employee),
+        None => f(&replica),
+    };
+    match tokio::task::spawn_blocking(work).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,7 +145,27 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/api/clients/{id}/files/{item}", get(file))
+        .route("/api/clients/{id}/records", get(records::of_client))
+        .route("/api/clients/{id}/statement", get(records::statement))
+        .route("/api/kinds", get(records::kinds))
+        .route("/api/records", get(records::list).post(records::create))
+        .route("/api/records/{id}", get(records::show).post(records::set))
+        .route(
+            "/api/employees",
+            get(records::employees).post(records::add_employee),
+        )
+        .route("/api/employees/{id}/password", post(records::password))
+        .route(
+            "/api/session",
+            get(records::whoami)
+                .post(auth::sign_in)
+                .delete(auth::sign_out),
+        )
         .fallback(guard::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::signed_in,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::local_only,
@@ -143,8 +174,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("../page.html"))
+#[derive(Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+async fn page(State(s): State<ApiState>, Query(q): Query<PageQuery>) -> Response {
+    if let Some(t) = q.token
+        && let Some(signed_in) = auth::link(State(s), &t).await
+    {
+        return signed_in;
+    }
+    Html(include_str!("../page.html")).into_response()
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {

@@ -178,7 +178,7 @@ pub fn replica(dir: &Path, relay_dir: &Path, url: &str, name: &str) -> Result<Ar
     )?;
     Ok(Arc::new(Store::open(
         dir,
-        Arc::new(ficha_app::app::ClientIndexer),
+        Arc::new(ficha_domain::index::DomainIndexer),
     )?))
 }
 

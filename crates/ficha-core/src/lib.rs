@@ -21,6 +21,7 @@ pub mod error;
 pub mod frame;
 pub mod guard;
 pub mod ids;
+pub mod index;
 pub mod mem;
 pub mod relay;
 pub mod replica;

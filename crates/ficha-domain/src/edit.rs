@@ -64,6 +64,8 @@ pub fn new_client(
 ) -> Result<(), DomainError> {
     check_field("name", name)?;
     doc.put(ROOT, SCHEMA, SCHEMA_VERSION)?;
+    doc.put(ROOT, crate::record::KIND, "client")?;
+    doc.put(ROOT, crate::record::KIND_VERSION, 1)?;
     doc.put(ROOT, ID, id.to_string())?;
     doc.put(ROOT, COMPANY, company)?;
     doc.put(ROOT, CREATED_AT, now_ms)?;

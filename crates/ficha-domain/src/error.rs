@@ -43,6 +43,17 @@ pub enum DomainError {
     /// The document is not a client record (or is damaged).
     #[error("not a client record: {0}")]
     NotAClient(String),
+    /// The document is another kind of record than the one asked for.
+    #[error("this is {found}, not {expected}")]
+    WrongKind {
+        /// What was asked for.
+        expected: String,
+        /// What the document is.
+        found: String,
+    },
+    /// A business rule refuses the edit (the record is unchanged).
+    #[error("{0}")]
+    Rule(String),
     /// Automerge refused the operation.
     #[error("document error: {0}")]
     Automerge(#[from] automerge::AutomergeError),

@@ -17,24 +17,28 @@
 //!
 //! Nothing here reads a clock or a random source: ids and timestamps are arguments.
 
+pub mod actor;
 mod edit;
 mod error;
+pub mod index;
 mod kinds;
 pub mod limits;
 pub mod merge;
 pub mod profile;
 pub mod purge;
 mod read;
+pub mod record;
 pub mod schema;
 pub mod search;
 pub mod sections;
 pub mod skin;
 mod view;
 
+pub use actor::{Actor, EmployeeRef};
 pub use edit::{add_alert, add_comment, add_note, new_client, set_archived, set_field};
 pub use error::DomainError;
 pub use kinds::{AlertPriority, Priority};
-pub use profile::{add_group, log_event, remove_group, set_state};
+pub use profile::{add_group, field_value, log_event, log_field, remove_group, set_state};
 pub use schema::SCHEMA_VERSION;
 pub use sections::{add_item, remove_item, set_item};
 pub use view::{Alert, ClientSummary, ClientView, Comment, LogEntry, Note, summary, view};

@@ -4,6 +4,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 use uuid::Uuid;
 
+use crate::actor::Actor;
 use crate::error::DomainError;
 use crate::read;
 use crate::sections::check_date;
@@ -110,27 +111,37 @@ pub fn set_state(doc: &mut AutoCommit, state: &str, now_ms: i64) -> Result<(), D
     Ok(())
 }
 
-/// Appends an entry to the activity log (bitácora). There is no way to remove one.
+/// Appends an entry to the activity log (bitácora), naming the replica and the employee.
+/// There is no way to remove one.
 pub fn log_event(
     doc: &mut AutoCommit,
     id: Uuid,
-    who: &str,
+    who: &Actor,
     kind: &str,
     text: &str,
     now_ms: i64,
 ) -> Result<(), DomainError> {
     crate::limits::check_line("kind", kind)?;
-    crate::limits::check("text", text)?;
-    let log = match read::map(doc, &ROOT, "log")? {
-        Some(l) => l,
-        None => doc.put_object(ROOT, "log", ObjType::Map)?,
-    };
-    let entry = doc.put_object(&log, id.to_string(), ObjType::Map)?;
-    doc.put(&entry, "at", now_ms)?;
-    doc.put(&entry, "who", who)?;
-    doc.put(&entry, "kind", kind)?;
-    doc.put(&entry, "text", text)?;
-    Ok(())
+    crate::record::log(doc, id, who, kind, text, None, now_ms)
+}
+
+/// Logs a field change with the value it replaced.
+pub fn log_field(
+    doc: &mut AutoCommit,
+    id: Uuid,
+    who: &Actor,
+    field: &str,
+    old: Option<&str>,
+    now_ms: i64,
+) -> Result<(), DomainError> {
+    let new = field_value(doc, field)?.unwrap_or_default();
+    let text = format!("{field} = {new}");
+    crate::record::log(doc, id, who, "field_set", &text, Some((field, old)), now_ms)
+}
+
+/// The current value of a client's scalar field (name, email, phone, profile fields).
+pub fn field_value(doc: &impl ReadDoc, field: &str) -> Result<Option<String>, DomainError> {
+    read::string(doc, &ROOT, field)
 }
 
 /// Log entry kinds that do not count as editing the client.

@@ -117,6 +117,21 @@ pub struct LogEntry {
     pub kind: String,
     /// Details.
     pub text: String,
+    /// The replica it was done on (absent on entries from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The employee who did it, if one was signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<String>,
+    /// That employee's name at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_name: Option<String>,
+    /// The field a `field_set` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The value it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
 }
 
 /// What lists show and search without loading the record.
@@ -180,6 +195,17 @@ pub struct ClientSummary {
     pub created_at: i64,
 }
 
+/// A typed error when the document is another kind of record.
+fn must_be_client(doc: &impl ReadDoc) -> Result<(), DomainError> {
+    match crate::record::kind_of(doc)? {
+        k if k == "client" => Ok(()),
+        found => Err(DomainError::WrongKind {
+            expected: "a client".into(),
+            found: format!("a {found}"),
+        }),
+    }
+}
+
 fn required(doc: &impl ReadDoc, key: &str) -> Result<String, DomainError> {
     read::string(doc, &ROOT, key)?.ok_or_else(|| DomainError::NotAClient(format!("no {key}")))
 }
@@ -206,6 +232,7 @@ fn items<T>(
 
 /// Reads the whole record (heads included, hence a whole document).
 pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
+    must_be_client(doc)?;
     let s = |obj: &ObjId, k: &str| -> Result<String, DomainError> {
         Ok(read::string(doc, obj, k)?.unwrap_or_default())
     };
@@ -285,6 +312,11 @@ fn log_entries(doc: &Automerge) -> Result<Vec<LogEntry>, DomainError> {
                 who: read::string(doc, &e, "who")?.unwrap_or_default(),
                 kind: read::string(doc, &e, "kind")?.unwrap_or_default(),
                 text: read::string(doc, &e, "text")?.unwrap_or_default(),
+                replica: read::string(doc, &e, "replica")?,
+                employee_id: read::string(doc, &e, "employee_id")?,
+                employee_name: read::string(doc, &e, "employee_name")?,
+                field: read::string(doc, &e, "field")?,
+                old: read::string(doc, &e, "old")?,
                 id,
             });
         }
@@ -311,6 +343,7 @@ pub const MAX_SUMMARY_GROUPS: usize = 64;
 /// replica wrote (bypassing the checks of this one) costs lists and their index no more than
 /// a record written here.
 pub fn summary(doc: &impl ReadDoc) -> Result<ClientSummary, DomainError> {
+    must_be_client(doc)?;
     use crate::limits::{CODE, EMAIL, NAME, PHONE, SHORT, truncate};
     let id = required(doc, ID)?;
     let text = |k: &str, max: usize| -> Result<Option<String>, DomainError> {

@@ -221,7 +221,7 @@ proptest! {
                 Op::Group(g, true) => add_group(d, &format!("g{g}")).expect("group"),
                 Op::Group(g, false) => remove_group(d, &format!("g{g}")).expect("group"),
                 Op::Log => {
-                    log_event(d, id, "tester", "contact", "called", i as i64).expect("log");
+                    log_event(d, id, &ficha_domain::Actor::replica("tester"), "contact", "called", i as i64).expect("log");
                     logs += 1;
                 }
                 Op::Field(v) => set_field(d, "home_centre", &format!("centre-{v}"), 0).expect("field"),

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use ficha_core::{Company, DocId};
 
 use crate::error::StoreError;
-use crate::index::{IndexKeys, IndexTables};
+use crate::index::IndexTables;
 use crate::schema::{CHUNKS, COMPANY_DOCS, DOCS, SNAPSHOTS, SUMMARIES};
+use ficha_core::index::{IndexKeys, Indexer};
 
 /// Chunks a document may accumulate before it is compacted into a new snapshot.
 pub const COMPACT_AFTER_CHUNKS: u32 = 8;
@@ -45,40 +46,6 @@ impl DocMeta {
     /// Heads as Automerge hashes.
     pub fn change_hashes(&self) -> Vec<ChangeHash> {
         self.heads.iter().map(|h| ChangeHash(*h)).collect()
-    }
-}
-
-/// Turns a document's summary into index bytes; provided by the domain layer.
-pub trait Indexer: Send + Sync + 'static {
-    /// The summary stored for this document (None if it is not a record the domain knows).
-    fn summarize(&self, doc: &Automerge) -> Option<Vec<u8>>;
-
-    /// The search terms and list position of a summary (None: not indexed).
-    fn keys(&self, _summary: &[u8]) -> Option<IndexKeys> {
-        None
-    }
-
-    /// The summary and its index keys, computed together on every write. The default derives
-    /// the keys from the summary's bytes; an indexer that has the summary decoded at hand can
-    /// skip decoding it again.
-    fn summarize_with_keys(&self, doc: &Automerge) -> Option<(Vec<u8>, Option<IndexKeys>)> {
-        let summary = self.summarize(doc)?;
-        let keys = self.keys(&summary);
-        Some((summary, keys))
-    }
-
-    /// Changes whenever `keys` would derive different rows, so stores rebuild their index.
-    fn version(&self) -> u64 {
-        0
-    }
-}
-
-/// An indexer that stores nothing (for tests and tools that need no lists).
-pub struct NoIndex;
-
-impl Indexer for NoIndex {
-    fn summarize(&self, _doc: &Automerge) -> Option<Vec<u8>> {
-        None
     }
 }
 

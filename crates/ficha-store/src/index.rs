@@ -5,21 +5,12 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 use ficha_core::DocId;
+use ficha_core::index::IndexKeys;
 
 use crate::error::StoreError;
 use crate::schema::{DOC_KEYS, ORDER, SUMMARIES, TERMS};
-
-/// What a summary is found by: the domain decides, the store keeps the rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexKeys {
-    /// Where the document sits in the list's order.
-    pub order: String,
-    /// Terms a lookup may match exactly or by prefix.
-    pub terms: Vec<String>,
-}
 
 /// Bumped when the rows derived from summaries change meaning; a store opened with an older
 /// index rebuilds it from the summaries (no document is loaded).
@@ -138,6 +129,25 @@ impl IndexReader {
             .summaries
             .get(doc.as_bytes())?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// Visits the documents whose order key starts with `prefix`, in order, from the first
+    /// key at or after `from`, until `f` breaks: one kind's list, or a range of it by date.
+    pub fn in_order_within(
+        &self,
+        prefix: &str,
+        from: &str,
+        mut f: impl FnMut(&str, DocId) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let start = if from >= prefix { from } else { prefix };
+        for row in self.order.range((start, &[0u8; 16])..)? {
+            let row = row?;
+            let (key, doc) = row.0.value();
+            if !key.starts_with(prefix) || f(key, DocId(*doc))?.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Visits documents in list order until `f` breaks.

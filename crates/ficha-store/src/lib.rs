@@ -31,10 +31,11 @@ use ficha_core::ids::actor_for;
 use ficha_core::{Company, DocId, ReplicaId};
 
 pub use doc_cache::CACHED_DOCS;
-pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta, Indexer, NoIndex};
+pub use doc_io::{COMPACT_AFTER_CHUNKS, DocMeta};
 pub use error::StoreError;
+pub use ficha_core::index::{IndexKeys, Indexer, NoIndex};
 pub use identity::Identity;
-pub use index::{IndexKeys, IndexReader};
+pub use index::IndexReader;
 pub use journal::{CHECKPOINT_AFTER_RECORDS, JOURNAL_FILE, journaled_edits};
 pub use quarantine::{QuarantinedDoc, RefusedEntry};
 pub use sync_store::SyncStore;

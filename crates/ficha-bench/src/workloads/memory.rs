@@ -45,7 +45,7 @@ pub fn child_main(args: &[String]) -> Result<bool> {
         REPLICA_CHILD => rt.block_on(async {
             let store = std::sync::Arc::new(ficha_store::Store::open(
                 dir,
-                std::sync::Arc::new(ficha_app::app::ClientIndexer),
+                std::sync::Arc::new(ficha_domain::index::DomainIndexer),
             )?);
             ficha_app::sync::sync_once(store, Duration::from_secs(3600)).await?;
             Ok::<_, anyhow::Error>(())
@@ -138,7 +138,7 @@ async fn measure(relay_dir: &Path, docs: usize, sessions: usize) -> Result<Measu
     }
     let synced = ficha_store::Store::open(
         &replica_dir,
-        std::sync::Arc::new(ficha_app::app::ClientIndexer),
+        std::sync::Arc::new(ficha_domain::index::DomainIndexer),
     )?;
     if synced.doc_count()? != docs as u64 {
         bail!(

@@ -56,7 +56,7 @@ pub fn long_history(changes_count: usize) -> Result<Vec<Row>> {
     drop(store);
     let store = ficha_store::Store::open(
         &scratch.path("r"),
-        std::sync::Arc::new(ficha_app::app::ClientIndexer),
+        std::sync::Arc::new(ficha_domain::index::DomainIndexer),
     )?;
     let mut ours = Vec::new();
     for _ in 0..30 {

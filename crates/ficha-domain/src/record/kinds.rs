@@ -1,0 +1,666 @@
+//! Every record kind, as data. Adding a kind is one declaration here (and a row in
+//! `docs/records.md`, which a test compares with this table).
+
+use super::registry::FieldType::*;
+use super::registry::{Account, FieldSpec, KindSpec, Parent, field};
+
+const APPOINTMENT_STATUS: &[&str] = &["scheduled", "confirmed", "done", "cancelled", "no_show"];
+const INVOICE_STATUS: &[&str] = &["draft", "issued", "paid", "cancelled"];
+const QUOTE_STATUS: &[&str] = &["draft", "sent", "accepted", "rejected", "expired"];
+const ORDER_STATUS: &[&str] = &["draft", "confirmed", "delivered", "invoiced", "cancelled"];
+const ACTIVE_CANCELLED: &[&str] = &["active", "cancelled"];
+const SERVICE_TYPE: &[&str] = &["one_off", "subscription", "licence", "module"];
+const PERIOD: &[&str] = &["once", "monthly", "quarterly", "yearly"];
+const ENVIRONMENT: &[&str] = &["production", "staging", "test", "development"];
+const MESSAGE_STATUS: &[&str] = &["draft", "queued", "sent", "failed"];
+const STAGE: &[&str] = &[
+    "lead",
+    "qualified",
+    "proposal",
+    "negotiation",
+    "won",
+    "lost",
+];
+const PAYMENT_METHOD: &[&str] = &[
+    "cash",
+    "card",
+    "transfer",
+    "direct_debit",
+    "wallet",
+    "other",
+];
+const DIRECTION: &[&str] = &["in", "out"];
+const ACTIVITY: &[&str] = &["call", "meeting", "task"];
+const ACTIVITY_STATUS: &[&str] = &["planned", "done", "cancelled"];
+const PLATFORM: &[&str] = &["whatsapp", "telegram", "slack", "teams", "email", "other"];
+const ROLE: &[&str] = &["admin", "staff", "viewer"];
+const PROJECT_STATUS: &[&str] = &["planned", "active", "on_hold", "done", "cancelled"];
+const CAMPAIGN_STATUS: &[&str] = &["planned", "active", "finished"];
+const COMMISSION_STATUS: &[&str] = &["pending", "paid"];
+const POLICY_STATUS: &[&str] = &["active", "expired", "cancelled"];
+
+/// Lines, totals and status of a commercial document, shared by invoices, quotes, orders.
+const fn doc_fields(
+    status: &'static [&'static str],
+    extra: [FieldSpec; 3],
+    monotonic: bool,
+) -> [FieldSpec; 10] {
+    let [a, b, c] = extra;
+    let status_field = field("status", Enum(status)).default("draft");
+    [
+        field("series", Text),
+        field("number", Text).searched(),
+        field("issue_date", Date),
+        a,
+        b,
+        c,
+        field("lines", Lines),
+        field("total", Money),
+        if monotonic {
+            status_field.monotonic()
+        } else {
+            status_field
+        },
+        field("notes", LongText),
+    ]
+}
+
+const INVOICE_FIELDS: [FieldSpec; 10] = doc_fields(
+    INVOICE_STATUS,
+    [
+        field("due_date", Date),
+        field("amount_paid", Money),
+        field("quote", Ref("quote")),
+    ],
+    true,
+);
+const QUOTE_FIELDS: [FieldSpec; 10] = doc_fields(
+    QUOTE_STATUS,
+    [
+        field("valid_until", Date),
+        field("opportunity", Ref("opportunity")),
+        field("employee", Ref("employee")),
+    ],
+    false,
+);
+const ORDER_FIELDS: [FieldSpec; 10] = doc_fields(
+    ORDER_STATUS,
+    [
+        field("delivery_date", Date),
+        field("quote", Ref("quote")),
+        field("employee", Ref("employee")),
+    ],
+    true,
+);
+const CREDIT_NOTE_FIELDS: [FieldSpec; 10] = doc_fields(
+    INVOICE_STATUS,
+    [
+        field("invoice", Ref("invoice")).required(),
+        field("reason", Text).searched(),
+        field("fiscal_uuid", Text),
+    ],
+    true,
+);
+
+const fn kind(
+    name: &'static str,
+    label_es: &'static str,
+    label_en: &'static str,
+    parent: Parent,
+    fields: &'static [FieldSpec],
+    title: &'static [&'static str],
+) -> KindSpec {
+    KindSpec {
+        name,
+        label_es,
+        label_en,
+        version: 1,
+        parent,
+        fields,
+        title,
+        status: None,
+        date: None,
+        total: None,
+        account: Account::None,
+    }
+}
+
+const fn with(
+    mut k: KindSpec,
+    status: Option<&'static str>,
+    date: Option<&'static str>,
+    total: Option<&'static str>,
+    account: Account,
+) -> KindSpec {
+    k.status = status;
+    k.date = date;
+    k.total = total;
+    k.account = account;
+    k
+}
+
+/// Every record kind beyond the client.
+pub const KINDS: &[KindSpec] = &[
+    with(
+        kind(
+            "appointment",
+            "Cita",
+            "Appointment",
+            Parent::Client,
+            &[
+                field("start", DateTime).required(),
+                field("duration_min", Integer).default("30"),
+                field("service", Text).searched(),
+                field("employee", Ref("employee")),
+                field("centre", Text),
+                field("status", Enum(APPOINTMENT_STATUS)).default("scheduled"),
+                field("notes", LongText),
+            ],
+            &["service"],
+        ),
+        Some("status"),
+        Some("start"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "procedure",
+            "Procedimiento",
+            "Procedure",
+            Parent::Client,
+            &[
+                field("performed_on", Date).required(),
+                field("treatment", Text).required().searched(),
+                field("employee", Ref("employee")),
+                field("appointment", Ref("appointment")),
+                field("centre", Text),
+                field("notes", LongText),
+            ],
+            &["treatment"],
+        ),
+        None,
+        Some("performed_on"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "invoice",
+            "Factura",
+            "Invoice",
+            Parent::Client,
+            &INVOICE_FIELDS,
+            &["series", "number"],
+        ),
+        Some("status"),
+        Some("issue_date"),
+        Some("total"),
+        Account::Sale,
+    ),
+    with(
+        kind(
+            "quote",
+            "Presupuesto",
+            "Quote",
+            Parent::Client,
+            &QUOTE_FIELDS,
+            &["series", "number"],
+        ),
+        Some("status"),
+        Some("issue_date"),
+        Some("total"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "transaction",
+            "Movimiento",
+            "Transaction",
+            Parent::Client,
+            &[
+                field("date", Date).required(),
+                field("category", Text).searched(),
+                field("amount", Money).required(),
+                field("payment_method", Enum(PAYMENT_METHOD)),
+                field("account", Text),
+                field("invoice", Ref("invoice")),
+                field("description", Text).searched(),
+            ],
+            &["category", "description"],
+        ),
+        None,
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "service",
+            "Servicio",
+            "Service",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("type", Enum(SERVICE_TYPE)).default("one_off"),
+                field("service_type", Text).searched(),
+                field("status", Enum(ACTIVE_CANCELLED)).default("active"),
+                field("start", Date),
+                field("end", Date),
+                field("price", Money),
+                field("period", Enum(PERIOD)),
+                field("notes", LongText),
+            ],
+            &["name"],
+        ),
+        Some("status"),
+        Some("start"),
+        Some("price"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "solution",
+            "Solución instalada",
+            "Installed solution",
+            Parent::Client,
+            &[
+                field("product", Text).required().searched(),
+                field("version", Text),
+                field("environment", Enum(ENVIRONMENT)),
+                field("installed_on", Date),
+                field("url", Text),
+                field("notes", LongText),
+            ],
+            &["product", "version"],
+        ),
+        None,
+        Some("installed_on"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "message",
+            "Correo",
+            "Email message",
+            Parent::Client,
+            &[
+                field("to", Text).required().searched(),
+                field("subject", Text).required().searched(),
+                field("body", LongText),
+                field("status", Enum(MESSAGE_STATUS)).default("draft"),
+                field("sent_at", DateTime),
+            ],
+            &["subject"],
+        ),
+        Some("status"),
+        Some("sent_at"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "credit_note",
+            "Nota de crédito",
+            "Credit note",
+            Parent::Client,
+            &CREDIT_NOTE_FIELDS,
+            &["series", "number"],
+        ),
+        Some("status"),
+        Some("issue_date"),
+        Some("total"),
+        Account::Refund,
+    ),
+    with(
+        kind(
+            "payment_receipt",
+            "Complemento de pago",
+            "Payment receipt",
+            Parent::Client,
+            &[
+                field("fiscal_uuid", Text).searched(),
+                field("date", Date).required(),
+                field("amount", Money).required(),
+                field("payment_method", Enum(PAYMENT_METHOD)),
+                field("invoices", Set),
+                field("notes", LongText),
+            ],
+            &["fiscal_uuid"],
+        ),
+        None,
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "sales_order",
+            "Pedido",
+            "Sales order",
+            Parent::Client,
+            &ORDER_FIELDS,
+            &["series", "number"],
+        ),
+        Some("status"),
+        Some("issue_date"),
+        Some("total"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "opportunity",
+            "Oportunidad",
+            "Opportunity",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("stage", Enum(STAGE)).default("lead"),
+                field("amount", Money),
+                field("probability", Integer),
+                field("expected_close", Date),
+                field("employee", Ref("employee")),
+                field("notes", LongText),
+            ],
+            &["name"],
+        ),
+        Some("stage"),
+        Some("expected_close"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "policy",
+            "Póliza de servicio",
+            "Service contract",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("coverage", LongText),
+                field("start", Date),
+                field("end", Date),
+                field("sla_plan", Text).searched(),
+                field("status", Enum(POLICY_STATUS)).default("active"),
+                field("price", Money),
+            ],
+            &["name"],
+        ),
+        Some("status"),
+        Some("start"),
+        Some("price"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "asset",
+            "Activo",
+            "Asset",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("serial", Text).searched(),
+                field("model", Text).searched(),
+                field("installed_on", Date),
+                field("location", Text),
+                field("notes", LongText),
+            ],
+            &["name", "serial"],
+        ),
+        None,
+        Some("installed_on"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "lot_serial",
+            "Lote / número de serie",
+            "Lot / serial number",
+            Parent::Client,
+            &[
+                field("product", Text).required().searched(),
+                field("lot", Text).searched(),
+                field("serial", Text).searched(),
+                field("expires_on", Date),
+                field("quantity", Integer),
+            ],
+            &["product", "lot", "serial"],
+        ),
+        None,
+        Some("expires_on"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "warehouse_movement",
+            "Movimiento de almacén",
+            "Warehouse movement",
+            Parent::Client,
+            &[
+                field("date", Date).required(),
+                field("product", Text).required().searched(),
+                field("quantity", Integer).required(),
+                field("direction", Enum(DIRECTION)).required(),
+                field("warehouse", Text),
+                field("reference", Text).searched(),
+            ],
+            &["product"],
+        ),
+        None,
+        Some("date"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "transfer_invoice",
+            "Factura de traslado",
+            "Transfer invoice",
+            Parent::Client,
+            &[
+                field("series", Text),
+                field("number", Text).searched(),
+                field("issue_date", Date),
+                field("origin", Text),
+                field("destination", Text),
+                field("fiscal_uuid", Text).searched(),
+                field("lines", Lines),
+            ],
+            &["series", "number"],
+        ),
+        None,
+        Some("issue_date"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "cash_movement",
+            "Movimiento de caja y bancos",
+            "Cash and bank movement",
+            Parent::OptionalClient,
+            &[
+                field("date", Date).required(),
+                field("amount", Money).required(),
+                field("direction", Enum(DIRECTION)).required(),
+                field("account", Text).searched(),
+                field("concept", Text).searched(),
+                field("invoice", Ref("invoice")),
+            ],
+            &["concept"],
+        ),
+        None,
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "cash_flow",
+            "Flujo de efectivo",
+            "Cash flow",
+            Parent::OptionalClient,
+            &[
+                field("date", Date).required(),
+                field("amount", Money).required(),
+                field("direction", Enum(DIRECTION)).required(),
+                field("category", Text).searched(),
+                field("expected", Bool),
+            ],
+            &["category"],
+        ),
+        None,
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "commission",
+            "Comisión",
+            "Commission",
+            Parent::Client,
+            &[
+                field("employee", Ref("employee")).required(),
+                field("amount", Money).required(),
+                field("date", Date),
+                field("invoice", Ref("invoice")),
+                field("status", Enum(COMMISSION_STATUS)).default("pending"),
+            ],
+            &["employee"],
+        ),
+        Some("status"),
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "product",
+            "Producto asociado",
+            "Associated product",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("sku", Text).searched(),
+                field("price", Money),
+                field("since", Date),
+                field("notes", LongText),
+            ],
+            &["name"],
+        ),
+        None,
+        Some("since"),
+        Some("price"),
+        Account::None,
+    ),
+    with(
+        kind(
+            "campaign",
+            "Campaña",
+            "Campaign",
+            Parent::Company,
+            &[
+                field("name", Text).required().searched(),
+                field("channel", Text),
+                field("start", Date),
+                field("end", Date),
+                field("status", Enum(CAMPAIGN_STATUS)).default("planned"),
+                field("members", Set),
+                field("description", LongText),
+            ],
+            &["name"],
+        ),
+        Some("status"),
+        Some("start"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "calendar_activity",
+            "Actividad de calendario",
+            "Calendar activity",
+            Parent::Client,
+            &[
+                field("type", Enum(ACTIVITY)).required(),
+                field("subject", Text).required().searched(),
+                field("start", DateTime).required(),
+                field("duration_min", Integer),
+                field("employee", Ref("employee")),
+                field("status", Enum(ACTIVITY_STATUS)).default("planned"),
+                field("notes", LongText),
+            ],
+            &["subject"],
+        ),
+        Some("status"),
+        Some("start"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "chat_channel",
+            "Canal de chat",
+            "Chat channel",
+            Parent::Client,
+            &[
+                field("platform", Enum(PLATFORM)).required(),
+                field("url", Text).required(),
+                field("name", Text).searched(),
+            ],
+            &["platform", "name"],
+        ),
+        None,
+        None,
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "project",
+            "Proyecto",
+            "Project",
+            Parent::Client,
+            &[
+                field("name", Text).required().searched(),
+                field("status", Enum(PROJECT_STATUS)).default("planned"),
+                field("start", Date),
+                field("end", Date),
+                field("employee", Ref("employee")),
+                field("service", Ref("service")),
+                field("description", LongText),
+            ],
+            &["name"],
+        ),
+        Some("status"),
+        Some("start"),
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "employee",
+            "Empleado",
+            "Employee",
+            Parent::Company,
+            &[
+                field("name", Text).required().searched(),
+                field("code", Text).searched(),
+                field("email", Text).searched(),
+                field("role", Enum(ROLE)).default("staff"),
+                field("centre", Text),
+                field("active", Bool).default("true"),
+                field("password_hash", Text).hidden(),
+            ],
+            &["name"],
+        ),
+        Some("role"),
+        None,
+        None,
+        Account::None,
+    ),
+];

@@ -1,0 +1,230 @@
+//! What a record kind is: its fields, their types and merge rules, what it links to and how it
+//! is listed. Every kind is one [`KindSpec`] in [`crate::record::kinds::KINDS`]; the CLI, the
+//! HTTP routes, validation, views, the list index and `docs/records.md` all read it from there.
+
+use serde::Serialize;
+
+/// How a field's value is written and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// One line of text.
+    Text,
+    /// Free text, stored as Automerge text so concurrent edits both survive.
+    LongText,
+    /// A whole number.
+    Integer,
+    /// An amount in integer minor units with its ISO 4217 currency (`1234.50EUR`).
+    Money,
+    /// A calendar day, `YYYY-MM-DD`.
+    Date,
+    /// A moment, ISO 8601 with an offset (`2026-12-03T10:00:00+01:00`); stored in UTC.
+    DateTime,
+    /// One of a fixed list.
+    Enum(&'static [&'static str]),
+    /// The id of another record of this kind (`"client"` for a client).
+    Ref(&'static str),
+    /// true or false.
+    Bool,
+    /// A set of short strings (comma-separated when written as text).
+    Set,
+    /// Lines of a commercial document: description, quantity, unit price, tax rate.
+    Lines,
+}
+
+impl FieldType {
+    /// The name `record kinds` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::LongText => "long_text",
+            FieldType::Integer => "integer",
+            FieldType::Money => "money",
+            FieldType::Date => "date",
+            FieldType::DateTime => "date_time",
+            FieldType::Enum(_) => "enum",
+            FieldType::Ref(_) => "reference",
+            FieldType::Bool => "boolean",
+            FieldType::Set => "set",
+            FieldType::Lines => "lines",
+        }
+    }
+
+    /// How a field of this type merges unless its declaration says otherwise.
+    pub const fn merge(self) -> Merge {
+        match self {
+            FieldType::LongText => Merge::Text,
+            FieldType::Set => Merge::Set,
+            FieldType::Lines => Merge::Items,
+            _ => Merge::Register,
+        }
+    }
+}
+
+/// How concurrent edits of one field combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// One value wins on every replica; the others stay visible under `conflicts`.
+    Register,
+    /// Character-level merge: both edits survive.
+    Text,
+    /// Additions and removals of members all survive.
+    Set,
+    /// A map of items keyed by id: concurrent additions all survive.
+    Items,
+    /// A status that only moves forward through the declared order, also through a merge.
+    Monotonic,
+}
+
+/// One field of a kind.
+#[derive(Debug)]
+pub struct FieldSpec {
+    /// Its key in the document, the CLI (`FIELD=VALUE`) and JSON.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: FieldType,
+    /// Must be given at creation.
+    pub required: bool,
+    /// How it merges.
+    pub merge: Merge,
+    /// Its words are search terms of the record.
+    pub search: bool,
+    /// Never shown (a password hash).
+    pub hidden: bool,
+    /// The value a new record gets when none is given.
+    pub default: Option<&'static str>,
+}
+
+/// Where a record of a kind hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parent {
+    /// Always linked to a client (`--client ID`).
+    Client,
+    /// Linked to a client when one is given; otherwise it belongs to a company.
+    OptionalClient,
+    /// Belongs to a company, never to one client (employees, products, campaigns).
+    Company,
+}
+
+/// What totals a kind contributes to a client's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// Nothing.
+    None,
+    /// A sale once issued; pending until paid (invoices).
+    Sale,
+    /// Subtracted from sales (credit notes).
+    Refund,
+}
+
+/// One record kind.
+#[derive(Debug)]
+pub struct KindSpec {
+    /// Its name: stored at the document's root, used in commands and routes.
+    pub name: &'static str,
+    /// What people call it, in Spanish.
+    pub label_es: &'static str,
+    /// What people call it, in English.
+    pub label_en: &'static str,
+    /// Bumped when its layout changes.
+    pub version: u64,
+    /// Where it hangs.
+    pub parent: Parent,
+    /// Its fields.
+    pub fields: &'static [FieldSpec],
+    /// The fields whose values, joined, are its title in lists.
+    pub title: &'static [&'static str],
+    /// The field `--status` filters by.
+    pub status: Option<&'static str>,
+    /// The field `--since`/`--until` filter by and lists are ordered by (else creation).
+    pub date: Option<&'static str>,
+    /// The field holding its total, when it has one (money).
+    pub total: Option<&'static str>,
+    /// What it adds to a client's account.
+    pub account: Account,
+}
+
+impl KindSpec {
+    /// The field called `name`.
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The names of its fields a person may set, for error messages.
+    pub fn field_names(&self) -> String {
+        self.fields
+            .iter()
+            .filter(|f| !f.hidden)
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Its reference fields, with the kind each points to.
+    pub fn links(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.fields.iter().filter_map(|f| match f.ty {
+            FieldType::Ref(k) => Some((f.name, k)),
+            _ => None,
+        })
+    }
+}
+
+/// A field declaration with the merge rule of its type.
+pub const fn field(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        required: false,
+        merge: ty.merge(),
+        search: false,
+        hidden: false,
+        default: None,
+    }
+}
+
+impl FieldSpec {
+    /// Must be given at creation.
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// Its words are search terms.
+    pub const fn searched(mut self) -> Self {
+        self.search = true;
+        self
+    }
+
+    /// Only moves forward through its enum's order.
+    pub const fn monotonic(mut self) -> Self {
+        self.merge = Merge::Monotonic;
+        self
+    }
+
+    /// Never shown.
+    pub const fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// Given this value at creation when none is.
+    pub const fn default(mut self, value: &'static str) -> Self {
+        self.default = Some(value);
+        self
+    }
+}
+
+/// The kind called `name`.
+pub fn kind(name: &str) -> Option<&'static KindSpec> {
+    super::kinds::KINDS.iter().find(|k| k.name == name)
+}
+
+/// Every kind's name, for error messages.
+pub fn kind_names() -> String {
+    super::kinds::KINDS
+        .iter()
+        .map(|k| k.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
