@@ -204,7 +204,13 @@ impl Replica {
         given: &[(String, Given)],
     ) -> Result<DocId, AppError> {
         let spec = spec(kind)?;
-        self.require(super::people::Role::Staff)?;
+        // Who may sign in and with what role is for admins to decide.
+        let needs = if spec.name == "employee" {
+            super::people::Role::Admin
+        } else {
+            super::people::Role::Staff
+        };
+        self.require(needs)?;
         let company = match (client, company) {
             (Some(c), _) => {
                 let summary = self.client_summary(&c)?;

@@ -3,6 +3,7 @@
 //! and the functions here work for all of them.
 
 mod doc;
+mod doc_table;
 pub mod kinds;
 mod query;
 mod registry;
@@ -13,6 +14,7 @@ pub use doc::{
     Assignment, CLIENT, FIELDS, KIND, KIND_VERSION, LOG, Line, UPDATED_AT, add_line, create,
     kind_of, log, set, spec_of,
 };
+pub use doc_table::markdown;
 pub use query::{RecordFilter, RecordSort};
 pub use registry::{
     Account, FieldSpec, FieldType, KindSpec, Merge, Parent, field, kind, kind_names,

@@ -1,0 +1,264 @@
+//! Who may use the local API and what each role may do, through the real `ficha serve`: no
+//! key, no entry; a wrong password is refused; viewers read, staff edit, admins also purge,
+//! merge and run bulk actions; every action's log entry names the employee and the replica,
+//! from the API and from `ficha --as`.
+
+use anyhow::{Context, Result};
+use ficha_e2e::{Relay, Served};
+use reqwest::Method;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+/// A browser-like caller: only the session cookie it was given, never the key.
+struct Session {
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Session {
+    fn anonymous(served: &Served) -> Self {
+        Session {
+            base: served.base.clone(),
+            cookie: None,
+        }
+    }
+
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let mut req = Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r: Response = req.send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().unwrap_or(Value::Null)))
+    }
+
+    fn sign_in(served: &Served, employee: &str, password: &str) -> Result<(u16, Self)> {
+        let r = Client::new()
+            .post(format!("{}/api/session", served.base))
+            .json(&json!({"employee": employee, "password": password}))
+            .send()?;
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        Ok((
+            status,
+            Session {
+                base: served.base.clone(),
+                cookie,
+            },
+        ))
+    }
+}
+
+#[test]
+fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let replica = relay.replica(&tmp.path().join("a"), "front-desk", &["acme"])?;
+    // The first admin comes from the CLI; the rest through the API by the key holder.
+    replica.ok(&[
+        "employee",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Alba Admin",
+        "--code",
+        "A1",
+        "--role",
+        "admin",
+    ])?;
+    let served = Served::start(&replica)?;
+    for (name, code, role) in [
+        ("Sara Staff", "S1", "staff"),
+        ("Vera Viewer", "V1", "viewer"),
+    ] {
+        let (status, _) = served.post(
+            "/api/employees",
+            json!({"company": "acme", "name": name, "code": code, "role": role, "password": "secreto-largo"}),
+        )?;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = served.post(
+        "/api/employees/A1/password",
+        json!({"password": "clave-de-alba"}),
+    )?;
+    assert_eq!(status, 200);
+
+    let nobody = Session::anonymous(&served);
+    assert_eq!(
+        nobody.call(Method::GET, "/api/clients", None)?.0,
+        401,
+        "no key, no list"
+    );
+    assert_eq!(
+        nobody
+            .call(Method::GET, "/api/records?kind=invoice", None)?
+            .0,
+        401
+    );
+    assert_eq!(
+        nobody
+            .call(
+                Method::POST,
+                "/api/clients",
+                Some(json!({"company": "acme", "name": "X"}))
+            )?
+            .0,
+        401
+    );
+    assert_eq!(
+        nobody.call(Method::GET, "/api/status", None)?.0,
+        200,
+        "status stays open"
+    );
+    let wrong_key = Client::new()
+        .get(format!("{}/api/clients", served.base))
+        .bearer_auth("not-the-key")
+        .send()?;
+    assert_eq!(wrong_key.status().as_u16(), 401);
+    assert_eq!(Session::sign_in(&served, "S1", "wrong password")?.0, 401);
+    assert_eq!(Session::sign_in(&served, "nobody", "secreto-largo")?.0, 401);
+
+    let (status, viewer) = Session::sign_in(&served, "V1", "secreto-largo")?;
+    assert_eq!(status, 200);
+    let (status, staff) = Session::sign_in(&served, "S1", "secreto-largo")?;
+    assert_eq!(status, 200);
+    let (status, admin) = Session::sign_in(&served, "A1", "clave-de-alba")?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        viewer.call(Method::GET, "/api/session", None)?.1["role"],
+        "viewer"
+    );
+
+    // Viewers read, never write.
+    assert_eq!(viewer.call(Method::GET, "/api/clients", None)?.0, 200);
+    let (status, body) = viewer.call(
+        Method::POST,
+        "/api/clients",
+        Some(json!({"company": "acme", "name": "Nope"})),
+    )?;
+    assert_eq!(status, 403, "{body}");
+    // Staff edit, and their edits are signed with their name and the replica.
+    let (status, made) = staff.call(
+        Method::POST,
+        "/api/clients",
+        Some(json!({"company": "acme", "name": "Carla Gómez"})),
+    )?;
+    assert_eq!(status, 200, "{made}");
+    let client = made["id"].as_str().context("id")?.to_string();
+    let (status, _) = staff.call(
+        Method::POST,
+        &format!("/api/clients/{client}/fields"),
+        Some(json!({"field": "phone", "value": "+34 600 000 111"})),
+    )?;
+    assert_eq!(status, 200);
+    let (status, rec) = staff.call(
+        Method::POST,
+        "/api/records",
+        Some(json!({"kind": "appointment", "client": client, "start": "2026-12-10T09:00:00+01:00", "service": "Corte"})),
+    )?;
+    assert_eq!(status, 200, "{rec}");
+    let (status, body) = viewer.call(
+        Method::POST,
+        &format!("/api/records/{}", rec["id"].as_str().context("id")?),
+        Some(json!({"status": "confirmed"})),
+    )?;
+    assert_eq!(status, 403, "{body}");
+    // Purges, bulk actions and new employees are for admins.
+    assert_eq!(
+        staff
+            .call(Method::POST, "/api/trash/purge", Some(json!({})))?
+            .0,
+        403
+    );
+    let bulk = json!({"action": "archive", "ids": [client]});
+    assert_eq!(
+        staff
+            .call(Method::POST, "/api/clients/bulk", Some(bulk.clone()))?
+            .0,
+        403
+    );
+    let hire = json!({"company": "acme", "name": "Otro", "role": "admin"});
+    assert_eq!(
+        staff
+            .call(Method::POST, "/api/employees", Some(hire.clone()))?
+            .0,
+        403
+    );
+    assert_eq!(
+        admin
+            .call(Method::POST, "/api/trash/purge", Some(json!({})))?
+            .0,
+        200
+    );
+    assert_eq!(
+        admin.call(Method::POST, "/api/employees", Some(hire))?.0,
+        200
+    );
+
+    let (_, shown) = admin.call(Method::GET, &format!("/api/clients/{client}"), None)?;
+    let log = shown["log"].as_array().context("log")?;
+    let phone = log
+        .iter()
+        .find(|e| e["kind"] == "field_set")
+        .context("phone logged")?;
+    assert_eq!(phone["employee_name"], "Sara Staff");
+    assert_eq!(phone["replica"], "front-desk");
+    assert_eq!(phone["field"], "phone");
+    assert!(
+        log.iter().all(|e| e["employee_name"] == "Sara Staff"),
+        "{log:?}"
+    );
+    let (_, appt) = admin.call(
+        Method::GET,
+        &format!("/api/records/{}", rec["id"].as_str().context("id")?),
+        None,
+    )?;
+    assert_eq!(appt["log"][0]["employee_name"], "Sara Staff");
+    drop(served);
+
+    // The CLI: --as names the employee; a viewer is refused; without --as the replica acts.
+    let note = replica.ok(&["--as", "S1", "note", "add", &client, "--text", "Llamó"])?;
+    assert!(!note.is_empty());
+    let refused = replica.run(&[
+        "--as",
+        "V1",
+        "client",
+        "add",
+        "--company",
+        "acme",
+        "--name",
+        "Z",
+    ])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("viewer"));
+    replica.ok(&["note", "add", &client, "--text", "Sin empleado"])?;
+    let shown = replica.show(&client)?;
+    let notes: Vec<&Value> = shown["log"]
+        .as_array()
+        .context("log")?
+        .iter()
+        .filter(|e| e["kind"] == "note_added")
+        .collect();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes
+            .iter()
+            .any(|e| e["employee_name"] == "Sara Staff" && e["replica"] == "front-desk")
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|e| e["employee_name"].is_null() && e["replica"] == "front-desk")
+    );
+    Ok(())
+}
