@@ -44,6 +44,10 @@ struct Sizes {
     history: usize,
     scan_sample: usize,
     memory_sessions: usize,
+    /// Clients and linked records of the records workload, and one client's tab.
+    record_clients: usize,
+    records: usize,
+    tab: usize,
 }
 
 impl Sizes {
@@ -64,6 +68,9 @@ impl Sizes {
                 history: 1_000,
                 scan_sample: 2_000,
                 memory_sessions: 200,
+                record_clients: 2_000,
+                records: 20_000,
+                tab: 1_000,
             }
         } else {
             Self {
@@ -81,6 +88,9 @@ impl Sizes {
                 history: 1_000,
                 scan_sample: 5_000,
                 memory_sessions: 200,
+                record_clients: 20_000,
+                records: 200_000,
+                tab: 1_000,
             }
         }
     }
@@ -164,6 +174,12 @@ fn main() -> Result<()> {
                 s.fanout_changes,
             )),
             "fanout",
+        );
+    }
+    if wanted("records") {
+        emit(
+            workloads::records::records(s.record_clients, s.records, s.tab),
+            "records",
         );
     }
     if wanted("long_history") {

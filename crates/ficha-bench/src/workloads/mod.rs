@@ -4,4 +4,5 @@ pub mod edit;
 pub mod fanout;
 pub mod memory;
 pub mod read;
+pub mod records;
 pub mod sync;
