@@ -87,11 +87,9 @@ pub fn record_terms(r: &RecordSummary) -> Vec<String> {
     }
     if let Some(spec) = crate::record::kind(k) {
         for f in spec.fields {
-            let exact = matches!(
-                f.ty,
-                crate::record::FieldType::Enum(_) | crate::record::FieldType::Bool
-            ) || f.name == "code";
-            if exact && let Some(v) = r.fields.get(f.name) {
+            if field_row(f)
+                && let Some(v) = r.fields.get(f.name)
+            {
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                 terms.push(scoped(k, &format!("f:{}={}", f.name, normalise(&v))));
             }
@@ -104,6 +102,16 @@ pub fn record_terms(r: &RecordSummary) -> Vec<String> {
     terms.sort();
     terms.dedup();
     terms
+}
+
+/// Whether the index keeps a `f:FIELD=VALUE` row for this field: enums, booleans and codes.
+/// The planner probes these rows only for such fields; any other field it leaves to the check
+/// against the summary.
+pub fn field_row(f: &crate::record::FieldSpec) -> bool {
+    matches!(
+        f.ty,
+        crate::record::FieldType::Enum(_) | crate::record::FieldType::Bool
+    ) || f.name == "code"
 }
 
 /// Where a record sits in its kind's list: by its date (or creation), oldest first.

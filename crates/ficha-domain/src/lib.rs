@@ -18,6 +18,7 @@
 //! Nothing here reads a clock or a random source: ids and timestamps are arguments.
 
 pub mod actor;
+pub mod annotations;
 mod edit;
 mod error;
 pub mod index;

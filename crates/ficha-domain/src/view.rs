@@ -19,6 +19,21 @@ pub struct Note {
     pub text: String,
     /// Creation time (ms).
     pub created_at: i64,
+    /// Its category, if given.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Its keywords, sorted.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Ids of the client's file items attached to it.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// Shown first.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Shown (false once deactivated).
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// A comment.
@@ -36,6 +51,15 @@ pub struct Comment {
     pub priority: String,
     /// Creation time (ms).
     pub created_at: i64,
+    /// The appointment it is about, if any.
+    #[serde(default)]
+    pub appointment: Option<String>,
+    /// Ids of the client's file items attached to it.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// Shown (false once deactivated).
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// An alert.
@@ -255,20 +279,30 @@ pub fn view(doc: &Automerge) -> Result<ClientView, DomainError> {
         created_at: read::int(doc, &ROOT, CREATED_AT)?,
         heads,
         notes: items(doc, NOTES, |id, o, at| {
+            let x = crate::annotations::extras(doc, o)?;
             Ok(Note {
                 id: id.into(),
                 text: s(o, "text")?,
                 created_at: at,
+                category: x.category,
+                keywords: x.keywords,
+                attachments: x.attachments,
+                pinned: x.pinned,
+                active: x.active,
             })
         })?,
         comments: items(doc, COMMENTS, |id, o, at| {
+            let x = crate::annotations::extras(doc, o)?;
             Ok(Comment {
                 id: id.into(),
                 text: s(o, "text")?,
                 private: read::boolean(doc, o, "private")?,
-                pinned: read::boolean(doc, o, "pinned")?,
+                pinned: x.pinned,
                 priority: s(o, "priority")?,
                 created_at: at,
+                appointment: x.appointment,
+                attachments: x.attachments,
+                active: x.active,
             })
         })?,
         alerts: items(doc, ALERTS, |id, o, at| {

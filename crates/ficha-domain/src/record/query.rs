@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use super::view::RecordSummary;
-use crate::index::{ANY, link_term, scoped, words};
+use crate::index::{ANY, field_row, link_term, scoped, words};
 use crate::search::{Plan, Probe, normalise};
 
 /// A list of records: one kind, or every kind when `kind` is None.
@@ -85,7 +85,14 @@ impl RecordFilter {
         let Some(kind) = self.kind.as_deref() else {
             return plan;
         };
-        for (f, v) in &self.fields {
+        // Only fields the index keeps a row for: a probe for any other field (a reference, a
+        // plain text, a day) would find nothing and so hide every record that matches.
+        let indexed = |f: &str| {
+            super::registry::kind(kind)
+                .and_then(|k| k.field(f))
+                .is_some_and(field_row)
+        };
+        for (f, v) in self.fields.iter().filter(|(f, _)| indexed(f)) {
             plan.push(vec![Probe::Exact(scoped(
                 kind,
                 &format!("f:{f}={}", normalise(v)),
