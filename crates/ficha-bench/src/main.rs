@@ -182,6 +182,15 @@ fn main() -> Result<()> {
             "records",
         );
     }
+    if wanted("records_sync") {
+        emit(
+            rt.block_on(workloads::records_sync::records_sync(
+                s.record_clients / 4,
+                10,
+            )),
+            "records_sync",
+        );
+    }
     if wanted("long_history") {
         emit(workloads::read::long_history(s.history), "long_history");
     }

@@ -5,4 +5,5 @@ pub mod fanout;
 pub mod memory;
 pub mod read;
 pub mod records;
+pub mod records_sync;
 pub mod sync;
