@@ -1,9 +1,11 @@
 //! The `ficha` command line: the contract the end-to-end tests run.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::io::Write;
 
@@ -13,7 +15,8 @@ use tokio::sync::Notify;
 
 use crate::app::{Replica, parse_id, parse_pairs};
 use crate::http::{ApiState, router};
-use crate::sync::{SyncStatus, run_forever, sync_once};
+use crate::progress::{Counted, Progress, Terminal};
+use crate::sync::{SyncStatus, run_forever, sync_once, sync_once_showing_progress};
 
 /// Ficha replica: client records that work offline and sync through a relay.
 #[derive(Parser)]
@@ -409,6 +412,18 @@ pub enum NoteCmd {
         id: String,
         #[arg(long)]
         text: String,
+        #[arg(long)]
+        category: Option<String>,
+        /// Comma-separated.
+        #[arg(long)]
+        keywords: Option<String>,
+    },
+    /// Changes a note: text=…, category=…, keywords=a,b, pinned=true|false, active=false,
+    /// attachments=FILE_ITEM,….
+    Set {
+        id: String,
+        item: String,
+        values: Vec<String>,
     },
 }
 
@@ -426,6 +441,16 @@ pub enum CommentCmd {
         pinned: bool,
         #[arg(long, default_value = "normal")]
         priority: String,
+        /// The appointment (record id) the comment is about.
+        #[arg(long)]
+        appointment: Option<String>,
+    },
+    /// Changes a comment: text=…, private=…, pinned=…, priority=…, appointment=ID,
+    /// active=false, attachments=FILE_ITEM,….
+    Set {
+        id: String,
+        item: String,
+        values: Vec<String>,
     },
 }
 
@@ -442,6 +467,27 @@ pub enum AlertCmd {
         #[arg(long)]
         description: String,
     },
+    /// Changes an alert: type=…, priority=…, description=…, active=false.
+    Set {
+        id: String,
+        item: String,
+        values: Vec<String>,
+    },
+}
+
+fn annotation(
+    replica: &Replica,
+    collection: &str,
+    id: &str,
+    item: &str,
+    values: &[String],
+) -> Result<()> {
+    Ok(replica.edit_annotation(
+        parse_id(id)?,
+        collection,
+        parse_uuid(item)?,
+        &parse_pairs(values)?,
+    )?)
 }
 
 fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
@@ -495,8 +541,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Client(c) => client(&replica, c)?,
         Command::Record(c) => crate::cli_records::record(&replica, c)?,
         Command::Employee(c) => crate::cli_records::employee(&replica, c)?,
-        Command::Note(NoteCmd::Add { id, text }) => {
-            println!("{}", replica.add_note(parse_id(&id)?, &text)?);
+        Command::Note(NoteCmd::Add {
+            id,
+            text,
+            category,
+            keywords,
+        }) => {
+            let mut extras = Vec::new();
+            extras.extend(category.map(|c| ("category".to_string(), c)));
+            extras.extend(keywords.map(|k| ("keywords".to_string(), k)));
+            println!("{}", replica.add_note_with(parse_id(&id)?, &text, &extras)?);
+        }
+        Command::Note(NoteCmd::Set { id, item, values }) => {
+            annotation(&replica, "notes", &id, &item, &values)?
+        }
+        Command::Comment(CommentCmd::Set { id, item, values }) => {
+            annotation(&replica, "comments", &id, &item, &values)?
+        }
+        Command::Alert(AlertCmd::Set { id, item, values }) => {
+            annotation(&replica, "alerts", &id, &item, &values)?
         }
         Command::Comment(CommentCmd::Add {
             id,
@@ -504,8 +567,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             private,
             pinned,
             priority,
+            appointment,
         }) => {
-            let c = replica.add_comment(parse_id(&id)?, &text, private, pinned, &priority)?;
+            let extras: Vec<(String, String)> = appointment
+                .map(|a| ("appointment".to_string(), a))
+                .into_iter()
+                .collect();
+            let c =
+                replica.add_comment(parse_id(&id)?, &text, private, pinned, &priority, &extras)?;
             println!("{c}");
         }
         Command::Alert(AlertCmd::Add {
@@ -617,7 +686,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             sink.flush()?;
         }
         Command::Sync { timeout_secs } => {
-            sync_once(replica.store().clone(), Duration::from_secs(timeout_secs)).await?;
+            sync_once_showing_progress(replica.store().clone(), Duration::from_secs(timeout_secs))
+                .await?;
             let forwarded = replica.forward_tombstones()?;
             if forwarded > 0 {
                 // What arrived for merged-away clients now lives on their survivors: upload it.
@@ -628,7 +698,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if candidates > 0 {
                 eprintln!("{candidates} possible duplicate clients: see `ficha duplicates list`");
             }
-            let status = replica.status("disconnected", "off", None)?;
+            let status = replica.status("disconnected", "off", None, None)?;
             if !status.refused.is_empty() {
                 eprintln!(
                     "{} changes were refused by the relay and wait aside: see `ficha status`",
@@ -647,7 +717,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Status { json } => {
-            let s = replica.status("disconnected", "off", None)?;
+            let s = replica.status("disconnected", "off", None, None)?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
@@ -684,19 +754,31 @@ fn import(replica: &Replica, args: ImportArgs) -> Result<()> {
     };
     let file =
         std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file))?;
+    // The file's size is the total to count towards, when it has one (a pipe has none).
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     let opts = crate::import::Options {
         company: args.company,
         mapping,
         dry_run: args.dry_run,
         stop_on_error: args.stop_on_error,
     };
-    let mut progress = |n: usize| {
-        if n.is_multiple_of(500) {
-            eprintln!("… {n} rows");
+    let read = Rc::new(Cell::new(0u64));
+    let input = Counted::new(std::io::BufReader::new(file), read.clone());
+    let mut counts = Progress::new("import", Instant::now(), size);
+    let mut terminal = Terminal::new();
+    let mut progress = |rows: usize| {
+        // Off a terminal an import says nothing until its report: scripts read stderr.
+        if terminal.is_shown() {
+            counts.set(rows as u64, read.get());
+            terminal.show(counts.snapshot(Instant::now()).as_ref());
         }
     };
-    let report =
-        crate::import::import(replica, std::io::BufReader::new(file), &opts, &mut progress)?;
+    let report = crate::import::import(replica, input, &opts, &mut progress)?;
+    terminal.finish();
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

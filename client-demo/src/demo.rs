@@ -60,12 +60,19 @@ pub async fn run() -> Result<()> {
     step("The relay goes down: both branches keep working on the same client");
     relay.stop().await;
     a.add_note(id, "Prefers appointments in the morning")?;
-    a.add_comment(id, "Asked for the invoice by email", false, true, "high")?;
+    a.add_comment(
+        id,
+        "Asked for the invoice by email",
+        false,
+        true,
+        "high",
+        &[],
+    )?;
     a.add_alert(id, "allergy", "critical", "Latex allergy")?;
     a.set_field(id, "phone", "+34 600 999 001")?;
     println!("   {a_name}: note, pinned comment, latex alert, phone +34 600 999 001");
     b.add_note(id, "Referred by Dr. Ruiz")?;
-    b.add_comment(id, "Private: pending payment", true, false, "normal")?;
+    b.add_comment(id, "Private: pending payment", true, false, "normal", &[])?;
     b.add_alert(id, "payment", "high", "Pending balance of 40 EUR")?;
     b.set_field(id, "phone", "+34 600 999 002")?;
     println!("   {b_name}: note, private comment, payment alert, phone +34 600 999 002");

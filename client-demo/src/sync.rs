@@ -4,10 +4,15 @@
 //! `ficha serve`, reconnecting with exponential backoff (capped at a few seconds, with jitter,
 //! and cut short by a local edit, which wants uploading), and uploads local edits as soon as
 //! they are committed (the app signals them through a `Notify`).
+//!
+//! While a round is under way (from connecting until everything went up and came down) its
+//! progress is counted in [`SyncStatus`]: documents and bytes, and their rate. No time left is
+//! given: the relay tells a company's feed head only in `CaughtUp` (or `ReconcileDiff`), that
+//! is once the catch-up is over, so there is no total to count towards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use thiserror::Error;
@@ -18,6 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use ficha_core::frame::{DEFAULT_MAX_FRAME, ErrorCode, Frame};
 use ficha_core::replica::{ReplicaConfig, ReplicaSession, SessionError};
 use ficha_store::{Store, StoreError, SyncStore};
+
+use crate::progress::{Progress, Snapshot, Terminal};
 
 /// Why a sync round failed.
 #[derive(Debug, Error)]
@@ -78,6 +85,8 @@ pub struct SyncStatus {
     connected: AtomicBool,
     restarting: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
+    /// The round under way, if the session is not in sync.
+    progress: std::sync::Mutex<Option<Progress>>,
 }
 
 impl SyncStatus {
@@ -99,11 +108,47 @@ impl SyncStatus {
     pub fn failed(&self, error: String) {
         self.restarting.store(true, Ordering::Relaxed);
         self.set(false, Some(error));
+        self.end_round();
     }
 
     /// The last error, if the last session ended in one.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// The round under way, once it has run longer than [`crate::progress::SHOW_AFTER`].
+    pub fn progress(&self) -> Option<Snapshot> {
+        let now = Instant::now();
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(|p| p.snapshot(now)))
+    }
+
+    /// Starts counting a round, unless one is counted already.
+    fn begin_round(&self) {
+        if let Ok(mut p) = self.progress.lock()
+            && p.is_none()
+        {
+            *p = Some(Progress::new("sync", Instant::now(), None));
+        }
+    }
+
+    /// Stops counting: the session is in sync, or over.
+    fn end_round(&self) {
+        if let Ok(mut p) = self.progress.lock() {
+            *p = None;
+        }
+    }
+
+    /// Counts documents and bytes moved, if a round is under way (live pushes to a replica in
+    /// sync are not a round).
+    fn count(&self, documents: u64, bytes: u64) {
+        if let Ok(mut p) = self.progress.lock()
+            && let Some(p) = p.as_mut()
+        {
+            p.add(documents, bytes);
+        }
     }
 
     fn set(&self, connected: bool, error: Option<String>) {
@@ -124,12 +169,46 @@ enum Mode {
 
 /// One full round: connect, catch up every company, upload the whole outbox, close.
 pub async fn sync_once(store: Arc<Store>, timeout: Duration) -> Result<(), SyncError> {
-    let status = SyncStatus::default();
+    round(store, timeout, None).await
+}
+
+/// [`sync_once`], showing its progress on stderr when that is a terminal (`ficha sync`);
+/// library callers such as benchmarks keep [`sync_once`], which never draws.
+pub async fn sync_once_showing_progress(
+    store: Arc<Store>,
+    timeout: Duration,
+) -> Result<(), SyncError> {
+    let terminal = Terminal::new();
+    let terminal = terminal.is_shown().then_some(terminal);
+    round(store, timeout, terminal).await
+}
+
+async fn round(
+    store: Arc<Store>,
+    timeout: Duration,
+    terminal: Option<Terminal>,
+) -> Result<(), SyncError> {
+    let status = Arc::new(SyncStatus::default());
     let notify = Notify::new();
-    match tokio::time::timeout(timeout, session(&store, Mode::Once, &notify, &status)).await {
-        Ok(result) => result,
-        Err(_) => Err(SyncError::Timeout(timeout)),
+    // Drawn from a task of its own on a timer: the session blocks its task while the store
+    // commits (a first page can take seconds), and the line must move meanwhile.
+    let drawer = terminal.map(|mut terminal| {
+        let status = status.clone();
+        tokio::spawn(async move {
+            let mut redraw = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                redraw.tick().await;
+                terminal.show(status.progress().as_ref());
+            }
+        })
+    });
+    let result = tokio::time::timeout(timeout, session(&store, Mode::Once, &notify, &status)).await;
+    if let Some(drawer) = drawer {
+        // Dropping the task's terminal clears the line before the command prints its summary.
+        drawer.abort();
+        let _ = drawer.await;
     }
+    result.unwrap_or(Err(SyncError::Timeout(timeout)))
 }
 
 /// The longest wait between reconnection attempts: a branch whose link comes back must be in
@@ -150,6 +229,7 @@ pub async fn run_forever(
             r = run => r,
             _ = shutdown.notified() => return,
         };
+        status.end_round();
         let error = match result {
             Ok(()) => None,
             Err(e) => {
@@ -177,9 +257,15 @@ pub async fn run_forever(
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn send_all(ws: &mut Ws, frames: Vec<Frame>) -> Result<(), SyncError> {
+async fn send_all(ws: &mut Ws, frames: Vec<Frame>, status: &SyncStatus) -> Result<(), SyncError> {
     for f in frames {
-        ws.feed(Message::Binary(f.encode().into()))
+        let bytes = f.encode();
+        let documents = match &f {
+            Frame::Upload(u) => u.docs.len() as u64,
+            _ => 0,
+        };
+        status.count(documents, bytes.len() as u64);
+        ws.feed(Message::Binary(bytes.into()))
             .await
             .map_err(|e| SyncError::Lost(e.to_string()))?;
     }
@@ -192,6 +278,9 @@ async fn session(
     notify: &Notify,
     status: &SyncStatus,
 ) -> Result<(), SyncError> {
+    // Connecting is part of the round: a relay slow to answer shows as a round with nothing
+    // moved yet.
+    status.begin_round();
     let identity = store.identity().clone();
     let url = identity.relay_url.clone();
     let config = WebSocketConfig::default()
@@ -204,7 +293,7 @@ async fn session(
             reason: e.to_string(),
         })?;
     let mut session = ReplicaSession::new(ReplicaConfig::new(identity.replica, identity.token));
-    send_all(&mut ws, session.start()).await?;
+    send_all(&mut ws, session.start(), status).await?;
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
     let mut was_synced = false;
@@ -212,6 +301,7 @@ async fn session(
     loop {
         let synced = session.is_synced();
         if synced {
+            status.end_round();
             // When everything last went up and came down, for `status`: on reaching it, and
             // every so often while it holds.
             let due = !was_synced || recorded.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
@@ -240,6 +330,15 @@ async fn session(
                 };
                 let frame = Frame::decode(&bytes, DEFAULT_MAX_FRAME)
                     .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                let documents = match &frame {
+                    // An entry this replica wrote comes back without its changes: not a
+                    // document received, and counting it would count an upload twice.
+                    Frame::Feed(page) => {
+                        page.entries.iter().filter(|e| !e.changes.is_empty()).count() as u64
+                    }
+                    _ => 0,
+                };
+                status.count(documents, bytes.len() as u64);
                 if matches!(frame, Frame::Welcome(_)) {
                     status.set(true, None);
                     tracing::info!(relay = %url, "connected to relay");
@@ -259,7 +358,12 @@ async fn session(
                 continue;
             }
         };
-        send_all(&mut ws, frames).await?;
+        if !session.is_synced() {
+            // A local edit (or a repair) made the session go out of sync: a new round, which
+            // counts the upload about to be sent.
+            status.begin_round();
+        }
+        send_all(&mut ws, frames, status).await?;
     }
 }
 

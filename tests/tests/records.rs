@@ -219,3 +219,143 @@ fn every_kind_syncs_between_branches_and_a_central_office_and_merges_field_by_fi
     );
     Ok(())
 }
+
+fn ids(rows: &Value) -> Result<std::collections::BTreeSet<String>> {
+    Ok(rows
+        .as_array()
+        .context("rows")?
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+#[test]
+fn clients_are_found_by_their_services_and_appointments_and_their_accounts_add_up() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let r = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let add = |name: &str| r.ok(&["client", "add", "--company", "acme", "--name", name]);
+    let (subscriber, former, none) = (add("Suscrita")?, add("Antigua")?, add("Nadie")?);
+    r.ok(&[
+        "record",
+        "add",
+        "service",
+        "--client",
+        &subscriber,
+        "name=Soporte",
+        "service_type=Implementación",
+        "type=subscription",
+    ])?;
+    let old = r.ok(&[
+        "record",
+        "add",
+        "service",
+        "--client",
+        &former,
+        "name=Soporte",
+        "service_type=Programación",
+    ])?;
+    r.ok(&["record", "set", &old, "status=cancelled"])?;
+    r.ok(&[
+        "record",
+        "add",
+        "appointment",
+        "--client",
+        &none,
+        "start=2099-01-10T09:00:00Z",
+    ])?;
+    r.ok(&[
+        "record",
+        "add",
+        "appointment",
+        "--client",
+        &former,
+        "start=2001-01-10T09:00:00Z",
+    ])?;
+    let list = |extra: &[&str]| -> Result<std::collections::BTreeSet<String>> {
+        let mut args = vec!["client", "list", "--json"];
+        args.extend(extra);
+        ids(&json(&r, &args)?)
+    };
+    assert_eq!(list(&["--services", "with"])?, [subscriber.clone()].into());
+    assert_eq!(list(&["--services", "cancelled"])?, [former.clone()].into());
+    assert_eq!(
+        list(&["--services", "without"])?,
+        [former.clone(), none.clone()].into()
+    );
+    assert_eq!(
+        list(&["--service-type", "Implementación"])?,
+        [subscriber.clone()].into()
+    );
+    assert_eq!(
+        list(&["--upcoming"])?,
+        [none.clone()].into(),
+        "past appointments do not count"
+    );
+    assert!(
+        !r.run(&["client", "list", "--services", "maybe"])?
+            .status
+            .success()
+    );
+
+    // 100.00 + 21 % = 121.00 issued, 21.00 paid; a credit note of 10.00 issued; a draft
+    // that does not count yet.
+    let invoice = r.ok(&[
+        "record",
+        "add",
+        "invoice",
+        "--client",
+        &subscriber,
+        "number=1",
+        "lines=Cuota;1;100EUR;21",
+    ])?;
+    r.ok(&[
+        "record",
+        "set",
+        &invoice,
+        "status=issued",
+        "amount_paid=21EUR",
+    ])?;
+    r.ok(&[
+        "record",
+        "add",
+        "invoice",
+        "--client",
+        &subscriber,
+        "number=2",
+        "lines=Extra;1;50EUR;21",
+    ])?;
+    let credit = r.ok(&[
+        "record",
+        "add",
+        "credit_note",
+        "--client",
+        &subscriber,
+        &format!("invoice={invoice}"),
+        "total=10EUR",
+    ])?;
+    r.ok(&["record", "set", &credit, "status=issued"])?;
+    let shown = json(&r, &["client", "show", &subscriber, "--json"])?;
+    assert_eq!(shown["sales_total"]["EUR"], 12_100 - 1_000);
+    assert_eq!(shown["pending_total"]["EUR"], 10_000);
+    assert!(
+        shown["last_update"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let stats = json(&r, &["client", "stats"])?;
+    assert_eq!(stats["total_sales"]["EUR"], 11_100);
+    let statement = json(&r, &["client", "statement", &subscriber])?;
+    let pending = statement["pending"].as_array().context("pending")?;
+    assert_eq!(
+        pending.len(),
+        1,
+        "only the issued invoice is owed: {pending:?}"
+    );
+    assert_eq!(pending[0]["pending"]["amount"], 10_000);
+    let csv = r.ok(&["client", "statement", &subscriber, "--format", "csv"])?;
+    assert!(csv.contains("100.00 EUR"), "{csv}");
+    let rows = json(&r, &["client", "list", "--json", "--search", "suscrita"])?;
+    assert_eq!(rows[0]["sales_total"]["EUR"], 11_100);
+    Ok(())
+}

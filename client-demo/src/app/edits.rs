@@ -176,11 +176,83 @@ impl Replica {
 
     /// Adds a note and returns its id.
     pub fn add_note(&self, id: DocId, text: &str) -> Result<Uuid, AppError> {
+        self.add_note_with(id, text, &[])
+    }
+
+    /// Adds a note with more of its keys (category, keywords, attachments, pinned), in one
+    /// edit; returns its id.
+    pub fn add_note_with(
+        &self,
+        id: DocId,
+        text: &str,
+        extras: &[(String, String)],
+    ) -> Result<Uuid, AppError> {
         let note = Uuid::new_v4();
+        self.check_attachments(id, extras)?;
         self.logged(id, "note_added", text, |d| {
-            Ok(ficha_domain::add_note(d, note, text, now_ms())?)
+            ficha_domain::add_note(d, note, text, now_ms())?;
+            ficha_domain::annotations::edit(d, "notes", &note.to_string(), extras)?;
+            Ok(())
         })?;
         Ok(note)
+    }
+
+    /// Changes a note, comment or alert (`collection`: notes, comments, alerts): text,
+    /// category, keywords, pinned, active (deactivation), appointment, attachments.
+    pub fn edit_annotation(
+        &self,
+        id: DocId,
+        collection: &str,
+        item: Uuid,
+        values: &[(String, String)],
+    ) -> Result<(), AppError> {
+        if values.is_empty() {
+            return Err(AppError::BadInput(
+                "nothing to change: give KEY=VALUE (text, pinned, active, …)".into(),
+            ));
+        }
+        self.check_attachments(id, values)?;
+        let kind = format!("{}_changed", collection.trim_end_matches('s'));
+        self.logged(id, &kind, &describe(values), |d| {
+            Ok(ficha_domain::annotations::edit(
+                d,
+                collection,
+                &item.to_string(),
+                values,
+            )?)
+        })
+    }
+
+    /// An appointment linked from a comment must be this client's; attachments must be this
+    /// client's files.
+    fn check_attachments(&self, id: DocId, values: &[(String, String)]) -> Result<(), AppError> {
+        for (k, v) in values {
+            match k.as_str() {
+                "appointment" if !v.trim().is_empty() => {
+                    let r = self.record_summary(&super::parse_id(v)?)?;
+                    if r.kind != "appointment" || r.client.as_deref() != Some(&id.to_string()) {
+                        return Err(AppError::BadInput(format!(
+                            "{v} is not an appointment of client {id}"
+                        )));
+                    }
+                }
+                "attachments" => {
+                    let view = self.show(id)?;
+                    for file in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                        let known = view["files"]
+                            .as_array()
+                            .is_some_and(|fs| fs.iter().any(|f| f["id"] == file));
+                        if !known {
+                            return Err(AppError::BadInput(format!(
+                                "client {id} has no file {file}: attach it first with `ficha file add`"
+                            )));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Adds a comment and returns its id.
@@ -191,21 +263,17 @@ impl Replica {
         private: bool,
         pinned: bool,
         priority: &str,
+        extras: &[(String, String)],
     ) -> Result<Uuid, AppError> {
         let priority = Priority::from_str(priority).map_err(|_| {
             AppError::BadInput(format!("priority {priority:?} is not low, normal or high"))
         })?;
         let comment = Uuid::new_v4();
+        self.check_attachments(id, extras)?;
         self.logged(id, "comment_added", text, |d| {
-            Ok(ficha_domain::add_comment(
-                d,
-                comment,
-                text,
-                private,
-                pinned,
-                priority,
-                now_ms(),
-            )?)
+            ficha_domain::add_comment(d, comment, text, private, pinned, priority, now_ms())?;
+            ficha_domain::annotations::edit(d, "comments", &comment.to_string(), extras)?;
+            Ok(())
         })?;
         Ok(comment)
     }

@@ -8,6 +8,7 @@ use ficha_domain::search::{Filter, Sort};
 use ficha_store::{QuarantinedDoc, RefusedEntry};
 
 use super::{AppError, Replica};
+use crate::progress::Snapshot;
 
 /// Every state a list may be filtered by.
 const STATES: &[&str] = &["active", "archived", "trashed", "merged", "purged"];
@@ -70,6 +71,8 @@ pub struct Status {
     pub refused: Vec<RefusedEntry>,
     /// What a damaged edit journal lost at the last opening that found damage.
     pub journal_damage: Option<String>,
+    /// The sync round under way, once it has run longer than a second; `null` otherwise.
+    pub progress: Option<Snapshot>,
 }
 
 impl Replica {
@@ -184,12 +187,14 @@ impl Replica {
         Ok(crate::duplicates::candidates(&clients))
     }
 
-    /// The replica's state; `relay` and `sync` come from the sync driver, if one runs.
+    /// The replica's state; `relay`, `sync`, `last_error` and `progress` come from the sync
+    /// driver, if one runs.
     pub fn status(
         &self,
         relay: &'static str,
         sync: &'static str,
         last_error: Option<String>,
+        progress: Option<Snapshot>,
     ) -> Result<Status, AppError> {
         let store = self.store();
         let identity = store.identity();
@@ -207,6 +212,7 @@ impl Replica {
             quarantined: store.quarantined()?,
             refused: store.refused()?,
             journal_damage: store.journal_damage()?,
+            progress,
         })
     }
 }

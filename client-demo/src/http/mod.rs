@@ -130,6 +130,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/clients/{id}/notes", post(add_note))
         .route("/api/clients/{id}/comments", post(add_comment))
         .route("/api/clients/{id}/alerts", post(add_alert))
+        .route(
+            "/api/clients/{id}/{collection}/{item}",
+            post(edit_annotation),
+        )
         .route("/api/clients/{id}/items/{section}", post(add_item))
         .route(
             "/api/clients/{id}/items/{section}/{item}",
@@ -196,7 +200,8 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     };
     let sync = s.sync.state();
     let last_error = s.sync.last_error();
-    let status = blocking(&s, move |r| r.status(relay, sync, last_error)).await?;
+    let progress = s.sync.progress();
+    let status = blocking(&s, move |r| r.status(relay, sync, last_error, progress)).await?;
     Ok(Json(json!(status)))
 }
 
@@ -216,6 +221,10 @@ struct ListQuery {
     offset: usize,
     limit: Option<usize>,
     sort: Option<String>,
+    services: Option<String>,
+    service_type: Option<String>,
+    #[serde(default)]
+    upcoming: bool,
 }
 
 impl ListQuery {
@@ -240,7 +249,12 @@ async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResul
             Some(s) => s.parse().map_err(AppError::BadInput)?,
             None => ficha_domain::search::Sort::Name,
         };
-        r.page_sorted(&q.filter()?, sort, q.offset, q.limit)
+        let links = crate::app::LinkFilter {
+            services: q.services.clone(),
+            service_type: q.service_type.clone(),
+            upcoming: q.upcoming,
+        };
+        r.client_rows(&q.filter()?, &links, sort, q.offset, q.limit)
     })
     .await?;
     Ok(Json(json!(page)))
@@ -287,6 +301,11 @@ async fn set_field(
 #[derive(Deserialize)]
 struct NewNote {
     text: String,
+    category: Option<String>,
+    keywords: Option<Vec<String>>,
+    attachments: Option<Vec<String>>,
+    #[serde(default)]
+    pinned: bool,
 }
 
 async fn add_note(
@@ -295,7 +314,18 @@ async fn add_note(
     Json(b): Json<NewNote>,
 ) -> ApiResult {
     created(&s, move |r| {
-        Ok(r.add_note(parse_id(&id)?, &b.text)?.to_string())
+        let mut extras = Vec::new();
+        extras.extend(b.category.map(|c| ("category".to_string(), c)));
+        extras.extend(b.keywords.map(|k| ("keywords".to_string(), k.join(","))));
+        extras.extend(
+            b.attachments
+                .map(|a| ("attachments".to_string(), a.join(","))),
+        );
+        if b.pinned {
+            extras.push(("pinned".into(), "true".into()));
+        }
+        Ok(r.add_note_with(parse_id(&id)?, &b.text, &extras)?
+            .to_string())
     })
     .await
 }
@@ -308,6 +338,8 @@ struct NewComment {
     #[serde(default)]
     pinned: bool,
     priority: Option<String>,
+    appointment: Option<String>,
+    attachments: Option<Vec<String>>,
 }
 
 async fn add_comment(
@@ -317,7 +349,20 @@ async fn add_comment(
 ) -> ApiResult {
     created(&s, move |r| {
         let priority = b.priority.as_deref().unwrap_or("normal");
-        let c = r.add_comment(parse_id(&id)?, &b.text, b.private, b.pinned, priority)?;
+        let mut extras = Vec::new();
+        extras.extend(b.appointment.map(|a| ("appointment".to_string(), a)));
+        extras.extend(
+            b.attachments
+                .map(|a| ("attachments".to_string(), a.join(","))),
+        );
+        let c = r.add_comment(
+            parse_id(&id)?,
+            &b.text,
+            b.private,
+            b.pinned,
+            priority,
+            &extras,
+        )?;
         Ok(c.to_string())
     })
     .await
@@ -567,4 +612,32 @@ async fn purge(State(s): State<ApiState>, Json(b): Json<PurgeBody>) -> ApiResult
     })
     .await?;
     Ok(Json(json!(report)))
+}
+
+/// `POST /api/clients/{id}/{notes|comments|alerts}/{item}` `{"text"?, "pinned"?, "active"?, …}`:
+/// edits, pins, deactivates.
+async fn edit_annotation(
+    State(s): State<ApiState>,
+    Path((id, collection, item)): Path<(String, String, String)>,
+    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult {
+    done(&s, move |r| {
+        let values: Vec<(String, String)> = body
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        r.edit_annotation(parse_id(&id)?, &collection, parse_item(&item)?, &values)
+    })
+    .await
 }

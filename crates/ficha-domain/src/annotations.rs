@@ -44,7 +44,10 @@ const COMMENT: &[(&str, Key)] = &[
 ];
 const ALERT: &[(&str, Key)] = &[
     ("type", Key::Line),
-    ("priority", Key::Enum(&["low", "normal", "high", "critical"])),
+    (
+        "priority",
+        Key::Enum(&["low", "normal", "high", "critical"]),
+    ),
     ("description", Key::Body),
     ("active", Key::Bool),
 ];
@@ -78,14 +81,12 @@ pub fn edit(
     let obj = read::map(doc, &list, item)?.ok_or_else(unknown)?;
     let mut checked = Vec::new();
     for (k, v) in values {
-        let (name, key) = keys
-            .iter()
-            .find(|(n, _)| n == k)
-            .copied()
-            .ok_or_else(|| DomainError::UnknownField {
+        let (name, key) = keys.iter().find(|(n, _)| n == k).copied().ok_or_else(|| {
+            DomainError::UnknownField {
                 field: k.clone(),
                 valid: keys.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-            })?;
+            }
+        })?;
         check(name, key, v)?;
         checked.push((name, key, v.as_str()));
     }
@@ -109,17 +110,28 @@ fn check(name: &str, key: Key, v: &str) -> Result<(), DomainError> {
         },
         Key::Enum(values) if values.contains(&v.trim()) => Ok(()),
         Key::Enum(values) => Err(bad(format!("must be one of: {}", values.join(", ")))),
-        Key::Set => members(v).iter().try_for_each(|m| crate::limits::check_line(name, m)),
+        Key::Set => members(v)
+            .iter()
+            .try_for_each(|m| crate::limits::check_line(name, m)),
         Key::Ref if v.trim().is_empty() || uuid::Uuid::parse_str(v.trim()).is_ok() => Ok(()),
         Key::Ref => Err(bad(format!("{v:?} is not a record id"))),
     }
 }
 
 fn members(v: &str) -> Vec<&str> {
-    v.split(',').map(str::trim).filter(|m| !m.is_empty()).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect()
 }
 
-fn write(doc: &mut AutoCommit, obj: &ObjId, name: &str, key: Key, v: &str) -> Result<(), DomainError> {
+fn write(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    name: &str,
+    key: Key,
+    v: &str,
+) -> Result<(), DomainError> {
     match key {
         Key::Body => match read::text_obj(doc, obj, name)? {
             Some(t) => doc.update_text(&t, v)?,
@@ -140,7 +152,10 @@ fn write(doc: &mut AutoCommit, obj: &ObjId, name: &str, key: Key, v: &str) -> Re
             for old in have.iter().filter(|h| !want.contains(&&h[prefix.len()..])) {
                 doc.delete(obj, old.as_str())?;
             }
-            for m in want.iter().filter(|m| !have.iter().any(|h| &h[prefix.len()..] == **m)) {
+            for m in want
+                .iter()
+                .filter(|m| !have.iter().any(|h| &h[prefix.len()..] == **m))
+            {
                 doc.put(obj, format!("{prefix}{m}"), true)?;
             }
         }
@@ -196,7 +211,9 @@ mod tests {
     use automerge::ActorId;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -208,9 +225,20 @@ mod tests {
         a.commit();
         let mut b = a.fork().with_actor(ActorId::from(&[2u8; 16][..]));
         let n = note.to_string();
-        edit(&mut a, "notes", &n, &pairs(&[("pinned", "true"), ("keywords", "horario,vip")])).expect("a");
-        edit(&mut b, "notes", &n, &pairs(&[("category", "preferencias"), ("keywords", "vip,llamar")]))
-            .expect("b");
+        edit(
+            &mut a,
+            "notes",
+            &n,
+            &pairs(&[("pinned", "true"), ("keywords", "horario,vip")]),
+        )
+        .expect("a");
+        edit(
+            &mut b,
+            "notes",
+            &n,
+            &pairs(&[("category", "preferencias"), ("keywords", "vip,llamar")]),
+        )
+        .expect("b");
         a.merge(&mut b).expect("merge");
         let v = crate::view(a.document()).expect("view");
         let got = &v.notes[0];
@@ -224,9 +252,18 @@ mod tests {
         let before = a.get_heads();
         assert!(edit(&mut a, "notes", &n, &pairs(&[("pinned", "yes")])).is_err());
         assert!(edit(&mut a, "notes", &n, &pairs(&[("colour", "red")])).is_err());
-        assert!(edit(&mut a, "comments", &n, &pairs(&[("pinned", "true")])).is_err(), "not a comment");
         assert!(
-            edit(&mut a, "notes", &n, &pairs(&[("category", "ok"), ("active", "maybe")])).is_err(),
+            edit(&mut a, "comments", &n, &pairs(&[("pinned", "true")])).is_err(),
+            "not a comment"
+        );
+        assert!(
+            edit(
+                &mut a,
+                "notes",
+                &n,
+                &pairs(&[("category", "ok"), ("active", "maybe")])
+            )
+            .is_err(),
             "one bad value refuses the whole edit"
         );
         a.commit();
