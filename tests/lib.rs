@@ -57,8 +57,18 @@ pub struct Relay {
 
 /// Waits for a process to print "listening on 127.0.0.1:N" and returns N.
 pub(crate) fn wait_listening(child: &mut Child, what: &str) -> Result<u16> {
+    Ok(wait_listening_keeping(child, what)?.0)
+}
+
+/// The same, also keeping every line the process prints to stdout from then on.
+pub(crate) fn wait_listening_keeping(
+    child: &mut Child,
+    what: &str,
+) -> Result<(u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
     let stdout = child.stdout.take().context("stdout piped")?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -66,10 +76,13 @@ pub(crate) fn wait_listening(child: &mut Child, what: &str) -> Result<u16> {
                 let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 let _ = tx.send(port.parse::<u16>().ok());
             }
+            if let Ok(mut l) = kept.lock() {
+                l.push(line);
+            }
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Some(p)) => Ok(p),
+        Ok(Some(p)) => Ok((p, lines)),
         _ => bail!("{what} did not report its port"),
     }
 }
@@ -245,6 +258,8 @@ pub struct Served {
     pub base: String,
     /// The replica's API key (`DIR/api.key`), sent as a Bearer token by `get` and `post`.
     pub key: String,
+    /// What it printed on stdout.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -258,7 +273,7 @@ impl Served {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let port = wait_listening(&mut child, "ficha serve")?;
+        let (port, stdout) = wait_listening_keeping(&mut child, "ficha serve")?;
         let key = std::fs::read_to_string(replica.data.join("api.key"))
             .context("ficha serve wrote no api.key")?
             .trim()
@@ -267,6 +282,17 @@ impl Served {
             child,
             base: format!("http://127.0.0.1:{port}"),
             key,
+            stdout,
+        })
+    }
+
+    /// The one-time sign-in link it printed (`http://…/?token=…`).
+    pub fn sign_in_link(&self) -> Option<String> {
+        let lines = self.stdout.lock().ok()?;
+        lines.iter().find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains("/?token="))
+                .map(str::to_string)
         })
     }
 

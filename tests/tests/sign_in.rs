@@ -4,7 +4,9 @@
 //! from the API and from `ficha --as`.
 
 use anyhow::{Context, Result};
-use ficha_e2e::{Relay, Served};
+use std::time::Duration;
+
+use ficha_e2e::{Relay, Served, eventually};
 use reqwest::Method;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
@@ -76,6 +78,14 @@ fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
         "--role",
         "admin",
     ])?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(replica.data.join("api.key"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "ficha init keeps the API key private");
+    }
     let served = Served::start(&replica)?;
     for (name, code, role) in [
         ("Sara Staff", "S1", "staff"),
@@ -92,6 +102,35 @@ fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
         json!({"password": "clave-de-alba"}),
     )?;
     assert_eq!(status, 200);
+
+    // The link `ficha serve` prints signs its holder in once, as the replica.
+    let link = eventually(Duration::from_secs(5), || served.sign_in_link()).context("a link")?;
+    let no_redirects = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let opened = no_redirects.get(&link).send()?;
+    assert_eq!(
+        opened.status().as_u16(),
+        303,
+        "the link signs in and goes to the page"
+    );
+    let cookie = opened
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("a session cookie")?
+        .to_string();
+    let holder = Session {
+        base: served.base.clone(),
+        cookie: Some(cookie),
+    };
+    assert_eq!(holder.call(Method::GET, "/api/clients", None)?.0, 200);
+    let again = no_redirects.get(&link).send()?;
+    assert!(
+        again.headers().get("set-cookie").is_none(),
+        "the link works once"
+    );
 
     let nobody = Session::anonymous(&served);
     assert_eq!(
@@ -203,6 +242,42 @@ fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
     assert_eq!(
         admin.call(Method::POST, "/api/employees", Some(hire))?.0,
         200
+    );
+
+    // The registry, a client's tab and the employees, in the API's shapes.
+    let (_, kinds) = viewer.call(Method::GET, "/api/kinds", None)?;
+    let invoice = kinds
+        .as_array()
+        .context("kinds")?
+        .iter()
+        .find(|k| k["kind"] == "invoice")
+        .context("invoice kind")?;
+    assert!(
+        invoice["fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["name"] == "lines"))
+    );
+    let (_, tab) = viewer.call(
+        Method::GET,
+        &format!("/api/clients/{client}/records?kind=appointment"),
+        None,
+    )?;
+    assert_eq!(tab.as_array().map(Vec::len), Some(1), "{tab}");
+    assert_eq!(tab[0]["id"], rec["id"]);
+    let (_, staff_list) = viewer.call(Method::GET, "/api/employees", None)?;
+    let codes: Vec<&str> = staff_list
+        .as_array()
+        .context("employees")?
+        .iter()
+        .filter_map(|e| e["code"].as_str())
+        .collect();
+    assert!(
+        ["A1", "S1", "V1"].iter().all(|c| codes.contains(c)),
+        "{codes:?}"
+    );
+    assert!(
+        staff_list.to_string().find("password").is_none(),
+        "no hash leaves the replica"
     );
 
     let (_, shown) = admin.call(Method::GET, &format!("/api/clients/{client}"), None)?;
