@@ -490,6 +490,16 @@ fn annotation(
     )?)
 }
 
+/// One line of JSON for machines (`--json`), indented for people otherwise.
+pub(crate) fn print_json(v: &impl serde::Serialize, compact: bool) -> Result<()> {
+    if compact {
+        println!("{}", serde_json::to_string(v)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    }
+    Ok(())
+}
+
 fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
     uuid::Uuid::parse_str(s.trim()).with_context(|| format!("{s:?} is not a valid item id"))
 }
@@ -717,12 +727,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Status { json } => {
-            let s = replica.status("disconnected", "off", None, None)?;
-            if json {
-                println!("{}", serde_json::to_string(&s)?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            }
+            print_json(&replica.status("disconnected", "off", None, None)?, json)?;
         }
         Command::Token(TokenCmd::Set { token }) => {
             let requeued = replica.set_token(&token)?;
@@ -842,12 +847,7 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
         ClientCmd::Trash { id } => replica.set_state(parse_id(&id)?, "trashed", false)?,
         ClientCmd::Restore { id, force } => replica.reactivate(parse_id(&id)?, force)?,
         ClientCmd::Show { id, json } => {
-            let view = replica.show(parse_id(&id)?)?;
-            if json {
-                println!("{}", serde_json::to_string(&view)?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            }
+            print_json(&replica.show(parse_id(&id)?)?, json)?;
         }
         ClientCmd::Bulk {
             action,

@@ -159,12 +159,7 @@ pub fn record(replica: &Replica, cmd: RecordCmd) -> Result<()> {
             replica.set_record(parse_id(&id)?, &given(&values)?)?;
         }
         RecordCmd::Show { id, json } => {
-            let v = replica.show_record(parse_id(&id)?)?;
-            if json {
-                println!("{}", serde_json::to_string(&v)?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            }
+            crate::cli::print_json(&replica.show_record(parse_id(&id)?)?, json)?;
         }
         RecordCmd::List {
             kind,

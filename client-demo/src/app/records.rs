@@ -439,19 +439,20 @@ impl Replica {
         )?)
     }
 
+    /// Every record linked to a client (or a record), in date order.
+    pub fn linked_records(&self, id: &DocId) -> Result<Vec<RecordSummary>, AppError> {
+        let filter = RecordFilter {
+            linked: Some(id.to_string()),
+            ..RecordFilter::default()
+        };
+        self.list_records(&filter, &RecordSort::default(), 0, None)
+    }
+
     /// What links to a client, by kind, and its account: sales (issued and paid invoices
     /// minus credit notes) and what is pending, per currency.
     pub fn client_account(&self, id: &DocId) -> Result<Json, AppError> {
         let linked = crate::listing::linked_counts(&self.store, id)?;
-        let records = self.list_records(
-            &RecordFilter {
-                linked: Some(id.to_string()),
-                ..RecordFilter::default()
-            },
-            &RecordSort::default(),
-            0,
-            None,
-        )?;
+        let records = self.linked_records(id)?;
         let (sales, pending) = totals(&records);
         let last = records.iter().map(|r| r.updated_at).max();
         Ok(json!({
@@ -465,15 +466,7 @@ impl Replica {
     /// The current account of a client: every pending document and the totals.
     pub fn statement(&self, id: &DocId) -> Result<Json, AppError> {
         let client = self.client_summary(id)?;
-        let records = self.list_records(
-            &RecordFilter {
-                linked: Some(id.to_string()),
-                ..RecordFilter::default()
-            },
-            &RecordSort::default(),
-            0,
-            None,
-        )?;
+        let records = self.linked_records(id)?;
         let pending: Vec<Json> = records
             .iter()
             .filter_map(|r| {

@@ -324,3 +324,31 @@ impl Corpus {
         }
     }
 }
+
+/// Values for every required and searched field of a record of `spec`, and its status at
+/// its default: the `n`th record of a bench corpus, with `word` in its text.
+pub fn record_values(
+    spec: &'static ficha_domain::record::KindSpec,
+    n: usize,
+    word: &str,
+) -> Result<Vec<ficha_domain::record::Assignment>> {
+    use ficha_domain::record::{self, FieldType, Stored};
+    let day = format!("2026-{:02}-{:02}", 1 + n % 12, 1 + n % 28);
+    let mut values = Vec::new();
+    for f in spec.fields.iter().filter(|f| f.required || f.search) {
+        let text = match f.ty {
+            FieldType::DateTime => format!("{day}T10:00:00Z"),
+            FieldType::Date => day.clone(),
+            FieldType::Money => format!("{}.00EUR", 10 + n % 90),
+            _ => format!("{word} {n}"),
+        };
+        values.push((f, record::parse(f, &text, None)?));
+    }
+    if let Some(status) = spec.status.and_then(|s| spec.field(s)) {
+        values.push((
+            status,
+            Stored::Str(status.default.unwrap_or("draft").into()),
+        ));
+    }
+    Ok(values)
+}

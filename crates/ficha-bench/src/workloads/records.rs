@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use ficha_core::DocId;
 use ficha_domain::Actor;
-use ficha_domain::record::{self, RecordFilter, RecordSort, Stored};
+use ficha_domain::record::{self, RecordFilter, RecordSort};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use uuid::Uuid;
@@ -72,23 +72,7 @@ pub fn records(clients: usize, records_count: usize, tab: usize) -> Result<Vec<R
             let spec =
                 record::kind(kinds[i % kinds.len()]).ok_or_else(|| anyhow::anyhow!("kind"))?;
             let word = WORDS[i % WORDS.len()];
-            let day = format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28);
-            let mut values = Vec::new();
-            for f in spec.fields.iter().filter(|f| f.required || f.search) {
-                let text = match f.ty {
-                    record::FieldType::DateTime => format!("{day}T10:00:00Z"),
-                    record::FieldType::Date => day.clone(),
-                    record::FieldType::Money => format!("{}.00EUR", 10 + i % 90),
-                    _ => format!("{word} {i}"),
-                };
-                values.push((f, record::parse(f, &text, None)?));
-            }
-            if let Some(status) = spec.status.and_then(|s| spec.field(s)) {
-                values.push((
-                    status,
-                    Stored::Str(status.default.unwrap_or("draft").into()),
-                ));
-            }
+            let values = crate::fixtures::record_values(spec, i, word)?;
             let id = Uuid::from_bytes(rng.random());
             batch.create_doc(DocId::from(id), &co, |d| -> Result<()> {
                 Ok(record::create(

@@ -10,7 +10,7 @@ use ficha_app::sync::sync_once;
 use ficha_core::DocId;
 use ficha_core::ids::actor_for;
 use ficha_domain::Actor;
-use ficha_domain::record::{self, Stored};
+use ficha_domain::record;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -36,23 +36,7 @@ fn linked(clients: &[(DocId, Automerge)], per_client: usize) -> Result<Vec<(DocI
         .collect();
     par_map(&jobs, |&(n, client)| {
         let spec = record::kind(KINDS[n % KINDS.len()]).ok_or_else(|| anyhow::anyhow!("kind"))?;
-        let day = format!("2026-{:02}-{:02}", 1 + n % 12, 1 + n % 28);
-        let mut values = Vec::new();
-        for f in spec.fields.iter().filter(|f| f.required || f.search) {
-            let text = match f.ty {
-                record::FieldType::DateTime => format!("{day}T10:00:00Z"),
-                record::FieldType::Date => day.clone(),
-                record::FieldType::Money => format!("{}.00EUR", 10 + n % 90),
-                _ => format!("servicio {n}"),
-            };
-            values.push((f, record::parse(f, &text, None)?));
-        }
-        if let Some(status) = spec.status.and_then(|s| spec.field(s)) {
-            values.push((
-                status,
-                Stored::Str(status.default.unwrap_or("draft").into()),
-            ));
-        }
+        let values = crate::fixtures::record_values(spec, n, "servicio")?;
         let id = Uuid::from_u128(0x5EC0_0000_0000_0000_0000_0000_0000_0000 + n as u128);
         let mut doc = AutoCommit::new().with_actor(actor_for(AUTHOR, 1));
         let client = Uuid::from_bytes(client.0);
