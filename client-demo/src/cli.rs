@@ -57,6 +57,9 @@ pub enum Command {
     /// Employees: who signs in, is assigned work and appears in the audit trail.
     #[command(subcommand)]
     Employee(crate::cli_records::EmployeeCmd),
+    /// A client's wallet: an append-only ledger of movements.
+    #[command(subcommand)]
+    Wallet(crate::cli_records::WalletCmd),
     /// Notes on a client.
     #[command(subcommand)]
     Note(NoteCmd),
@@ -551,6 +554,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Client(c) => client(&replica, c)?,
         Command::Record(c) => crate::cli_records::record(&replica, c)?,
         Command::Employee(c) => crate::cli_records::employee(&replica, c)?,
+        Command::Wallet(c) => crate::cli_records::wallet(&replica, c)?,
         Command::Note(NoteCmd::Add {
             id,
             text,

@@ -314,3 +314,69 @@ pub fn statement_csv(statement: &serde_json::Value, out: impl std::io::Write) ->
     w.flush()?;
     Ok(())
 }
+
+/// `ficha wallet …`
+#[derive(Subcommand)]
+pub enum WalletCmd {
+    /// Balance, total spent, rewards, overdraft and every movement.
+    Show {
+        client: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adds funds: `ficha wallet add CLIENT --amount 50EUR`.
+    Add(Move),
+    /// Deducts (may overdraw; the client then shows an overdraft alert).
+    Deduct(Move),
+    /// Assigns a reward.
+    Reward(Move),
+    /// Redeems a reward.
+    Redeem(Move),
+    /// Reverses one movement (once).
+    Reverse {
+        client: String,
+        movement: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// A movement's arguments.
+#[derive(clap::Args)]
+pub struct Move {
+    /// The client.
+    pub client: String,
+    /// The amount, e.g. 50EUR or 12.50EUR.
+    #[arg(long)]
+    pub amount: String,
+    /// Why.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// Runs `ficha wallet …`.
+pub fn wallet(replica: &Replica, cmd: WalletCmd) -> Result<()> {
+    let moved = |kind: &str, m: Move| -> Result<()> {
+        let id = replica.wallet_move(parse_id(&m.client)?, kind, &m.amount, m.note.as_deref())?;
+        println!("{id}");
+        Ok(())
+    };
+    match cmd {
+        WalletCmd::Show { client, json } => {
+            crate::cli::print_json(&replica.wallet(&parse_id(&client)?)?, json)?
+        }
+        WalletCmd::Add(m) => moved("add_funds", m)?,
+        WalletCmd::Deduct(m) => moved("deduct", m)?,
+        WalletCmd::Reward(m) => moved("reward", m)?,
+        WalletCmd::Redeem(m) => moved("redeem", m)?,
+        WalletCmd::Reverse {
+            client,
+            movement,
+            note,
+        } => {
+            let id = replica.wallet_reverse(parse_id(&client)?, &movement, note.as_deref())?;
+            println!("{id}");
+        }
+    }
+    Ok(())
+}

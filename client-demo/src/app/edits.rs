@@ -330,6 +330,32 @@ impl Replica {
             for k in ["linked", "sales_total", "pending_total"] {
                 m.insert(k.into(), account[k].clone());
             }
+            // Derived from the merged movements, so every replica shows the same alert.
+            let wallet = self.wallet(&id)?;
+            let mut derived = Vec::new();
+            if wallet.overdraft {
+                derived.push(serde_json::json!({
+                    "type": "overdraft",
+                    "priority": "high",
+                    "description": format!(
+                        "el monedero está en descubierto / the wallet is overdrawn: {}",
+                        ficha_domain::record::Money {
+                            amount: wallet.balance,
+                            currency: wallet.currency.clone().unwrap_or_default(),
+                        }
+                        .display()
+                    ),
+                }));
+            }
+            m.insert("derived_alerts".into(), serde_json::json!(derived));
+            m.insert(
+                "wallet".into(),
+                serde_json::json!({
+                    "balance": wallet.balance,
+                    "currency": wallet.currency,
+                    "overdraft": wallet.overdraft,
+                }),
+            );
             m.insert(
                 "last_update".into(),
                 serde_json::json!(updated.and_then(super::iso)),

@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod people;
 mod queries;
 pub mod records;
+mod wallet;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -278,6 +278,12 @@ impl Replica {
         if spec.name == "employee" {
             self.require(super::people::Role::Admin)?;
         }
+        if spec.append_only {
+            return Err(AppError::Conflict(format!(
+                "a {} is never changed once made: add a new one (a reversal) instead",
+                spec.name
+            )));
+        }
         let (values, lines) = assignments(spec, given)?;
         if values.is_empty() && lines.is_empty() {
             return Err(AppError::BadInput(format!(

@@ -151,6 +151,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/clients/{id}/files/{item}", get(file))
         .route("/api/clients/{id}/records", get(records::of_client))
         .route("/api/clients/{id}/statement", get(records::statement))
+        .route(
+            "/api/clients/{id}/wallet",
+            get(records::wallet).post(records::wallet_move),
+        )
         .route("/api/kinds", get(records::kinds))
         .route("/api/records", get(records::list).post(records::create))
         .route("/api/records/{id}", get(records::show).post(records::set))

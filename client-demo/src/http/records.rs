@@ -216,3 +216,46 @@ pub(super) async fn whoami(State(s): State<ApiState>) -> ApiResult {
     let who = blocking(&s, |r| Ok(r.acting_json())).await?;
     Ok(Json(who))
 }
+
+/// `GET /api/clients/{id}/wallet`.
+pub(super) async fn wallet(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let w = blocking(&s, move |r| r.wallet(&parse_id(&id)?)).await?;
+    Ok(Json(json!(w)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct WalletMove {
+    #[serde(rename = "type")]
+    kind: String,
+    amount: Option<String>,
+    reverses: Option<String>,
+    note: Option<String>,
+}
+
+/// `POST /api/clients/{id}/wallet` `{"type": "add_funds|deduct|reward|redeem", "amount":
+/// "50EUR"}` or `{"type": "reversal", "reverses": MOVEMENT}`.
+pub(super) async fn wallet_move(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(b): Json<WalletMove>,
+) -> ApiResult {
+    created(&s, move |r| {
+        let client = parse_id(&id)?;
+        let made = match (b.kind.as_str(), b.reverses, b.amount) {
+            ("reversal", Some(m), _) => r.wallet_reverse(client, &m, b.note.as_deref())?,
+            ("reversal", None, _) => {
+                return Err(AppError::BadInput(
+                    "a reversal names the movement it reverses: \"reverses\"".into(),
+                ));
+            }
+            (kind, _, Some(amount)) => r.wallet_move(client, kind, &amount, b.note.as_deref())?,
+            (_, _, None) => {
+                return Err(AppError::BadInput(
+                    "give the \"amount\", e.g. \"50EUR\"".into(),
+                ));
+            }
+        };
+        Ok(made.to_string())
+    })
+    .await
+}

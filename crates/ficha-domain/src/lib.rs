@@ -34,6 +34,7 @@ pub mod search;
 pub mod sections;
 pub mod skin;
 mod view;
+pub mod wallet;
 
 pub use actor::{Actor, EmployeeRef};
 pub use edit::{add_alert, add_comment, add_note, new_client, set_archived, set_field};

@@ -34,6 +34,7 @@ const ACTIVITY: &[&str] = &["call", "meeting", "task"];
 const ACTIVITY_STATUS: &[&str] = &["planned", "done", "cancelled"];
 const PLATFORM: &[&str] = &["whatsapp", "telegram", "slack", "teams", "email", "other"];
 const ROLE: &[&str] = &["admin", "staff", "viewer"];
+const MOVEMENT: &[&str] = &["add_funds", "deduct", "reward", "redeem", "reversal"];
 const PROJECT_STATUS: &[&str] = &["planned", "active", "on_hold", "done", "cancelled"];
 const CAMPAIGN_STATUS: &[&str] = &["planned", "active", "finished"];
 const COMMISSION_STATUS: &[&str] = &["pending", "paid"];
@@ -122,6 +123,7 @@ const fn kind(
         date: None,
         total: None,
         account: Account::None,
+        append_only: false,
     }
 }
 
@@ -139,8 +141,36 @@ const fn with(
     k
 }
 
+/// A movement of a client's wallet: an append-only ledger from which balance, total spent
+/// and rewards are derived (see `crate::wallet`).
+const WALLET_MOVEMENT: KindSpec = {
+    let mut k = with(
+        kind(
+            "wallet_movement",
+            "Movimiento de monedero",
+            "Wallet movement",
+            Parent::Client,
+            &[
+                field("type", Enum(MOVEMENT)).required(),
+                field("amount", Money).required(),
+                field("reverses", Ref("wallet_movement")),
+                field("note", Text).searched(),
+                field("date", Date),
+            ],
+            &["type", "note"],
+        ),
+        Some("type"),
+        Some("date"),
+        Some("amount"),
+        Account::None,
+    );
+    k.append_only = true;
+    k
+};
+
 /// Every record kind beyond the client.
 pub const KINDS: &[KindSpec] = &[
+    WALLET_MOVEMENT,
     with(
         kind(
             "appointment",

@@ -143,6 +143,8 @@ pub struct KindSpec {
     pub total: Option<&'static str>,
     /// What it adds to a client's account.
     pub account: Account,
+    /// Never edited once made (ledger movements): a mistake is corrected by a new record.
+    pub append_only: bool,
 }
 
 impl KindSpec {
