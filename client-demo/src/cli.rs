@@ -60,6 +60,9 @@ pub enum Command {
     /// A client's wallet: an append-only ledger of movements.
     #[command(subcommand)]
     Wallet(crate::cli_records::WalletCmd),
+    /// Relations between client accounts (parent/subsidiary, partner, other).
+    #[command(subcommand)]
+    Relation(crate::cli_records::RelationCmd),
     /// Notes on a client.
     #[command(subcommand)]
     Note(NoteCmd),
@@ -555,6 +558,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Record(c) => crate::cli_records::record(&replica, c)?,
         Command::Employee(c) => crate::cli_records::employee(&replica, c)?,
         Command::Wallet(c) => crate::cli_records::wallet(&replica, c)?,
+        Command::Relation(c) => crate::cli_records::relation(&replica, c)?,
         Command::Note(NoteCmd::Add {
             id,
             text,

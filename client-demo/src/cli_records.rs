@@ -380,3 +380,40 @@ pub fn wallet(replica: &Replica, cmd: WalletCmd) -> Result<()> {
     }
     Ok(())
 }
+
+/// `ficha relation …`
+#[derive(Subcommand)]
+pub enum RelationCmd {
+    /// Relates two clients: PARENT above CHILD (or partners, or another relation).
+    Add {
+        parent: String,
+        child: String,
+        /// parent, partner or other.
+        #[arg(long = "type", default_value = "parent")]
+        kind: String,
+    },
+    /// A client's relations and place in the account tree.
+    List {
+        client: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `ficha relation …`.
+pub fn relation(replica: &Replica, cmd: RelationCmd) -> Result<()> {
+    match cmd {
+        RelationCmd::Add {
+            parent,
+            child,
+            kind,
+        } => println!(
+            "{}",
+            replica.relate(parse_id(&parent)?, parse_id(&child)?, &kind)?
+        ),
+        RelationCmd::List { client, json } => {
+            crate::cli::print_json(&replica.relations_of(&parse_id(&client)?)?, json)?
+        }
+    }
+    Ok(())
+}

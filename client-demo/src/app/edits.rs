@@ -347,6 +347,15 @@ impl Replica {
                     ),
                 }));
             }
+            let tree = self.relations_of(&id)?;
+            if tree["broken"].as_array().is_some_and(|b| !b.is_empty()) {
+                derived.push(serde_json::json!({
+                    "type": "relation_conflict",
+                    "priority": "normal",
+                    "description": "relaciones en conflicto (un ciclo o dos matrices): revísalas / conflicting account relations (a cycle or two parents): review them",
+                }));
+            }
+            m.insert("account_tree".into(), tree);
             m.insert("derived_alerts".into(), serde_json::json!(derived));
             m.insert(
                 "wallet".into(),

@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod people;
 mod queries;
 pub mod records;
+mod relations;
 mod wallet;
 
 use std::path::Path;

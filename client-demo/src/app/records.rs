@@ -335,7 +335,15 @@ impl Replica {
                     (r.kind, r.company)
                 }
             };
-            if found_kind != kind || found_company != company.as_str() {
+            // A relation may join accounts of two companies this replica sees; every other
+            // link stays inside its record's company.
+            let cross = f.name == "child" && kind == "client";
+            if cross {
+                self.check_granted(
+                    &Company::new(&found_company).map_err(|e| AppError::BadInput(e.to_string()))?,
+                )?;
+            }
+            if found_kind != kind || (!cross && found_company != company.as_str()) {
                 return Err(AppError::BadInput(format!(
                     "{}: {target} is not a {kind} of {company}",
                     f.name

@@ -155,6 +155,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/clients/{id}/wallet",
             get(records::wallet).post(records::wallet_move),
         )
+        .route("/api/clients/{id}/relations", get(records::relations))
+        .route("/api/relations", post(records::relate))
         .route("/api/kinds", get(records::kinds))
         .route("/api/records", get(records::list).post(records::create))
         .route("/api/records/{id}", get(records::show).post(records::set))

@@ -259,3 +259,33 @@ pub(super) async fn wallet_move(
     })
     .await
 }
+
+/// `GET /api/clients/{id}/relations`: relations and the account tree.
+pub(super) async fn relations(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(
+        blocking(&s, move |r| r.relations_of(&parse_id(&id)?)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct NewRelation {
+    parent: String,
+    child: String,
+    #[serde(rename = "type", default = "parent_kind")]
+    kind: String,
+}
+
+fn parent_kind() -> String {
+    "parent".into()
+}
+
+/// `POST /api/relations` `{"parent", "child", "type"?: "parent|partner|other"}`.
+pub(super) async fn relate(State(s): State<ApiState>, Json(b): Json<NewRelation>) -> ApiResult {
+    created(&s, move |r| {
+        Ok(
+            r.relate(parse_id(&b.parent)?, parse_id(&b.child)?, &b.kind)?
+                .to_string(),
+        )
+    })
+    .await
+}

@@ -29,6 +29,7 @@ pub mod profile;
 pub mod purge;
 mod read;
 pub mod record;
+pub mod relations;
 pub mod schema;
 pub mod search;
 pub mod sections;

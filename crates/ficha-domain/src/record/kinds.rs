@@ -35,6 +35,7 @@ const ACTIVITY_STATUS: &[&str] = &["planned", "done", "cancelled"];
 const PLATFORM: &[&str] = &["whatsapp", "telegram", "slack", "teams", "email", "other"];
 const ROLE: &[&str] = &["admin", "staff", "viewer"];
 const MOVEMENT: &[&str] = &["add_funds", "deduct", "reward", "redeem", "reversal"];
+const RELATION: &[&str] = &["parent", "partner", "other"];
 const PROJECT_STATUS: &[&str] = &["planned", "active", "on_hold", "done", "cancelled"];
 const CAMPAIGN_STATUS: &[&str] = &["planned", "active", "finished"];
 const COMMISSION_STATUS: &[&str] = &["pending", "paid"];
@@ -168,9 +169,32 @@ const WALLET_MOVEMENT: KindSpec = {
     k
 };
 
+/// A relation between two client accounts, possibly of two companies the replica sees; it
+/// belongs to the company of `parent` (see `crate::relations` for the tree).
+const RELATION_KIND: KindSpec = with(
+    kind(
+        "relation",
+        "Relación entre cuentas",
+        "Account relation",
+        Parent::Company,
+        &[
+            field("parent", Ref("client")).required(),
+            field("child", Ref("client")).required(),
+            field("type", Enum(RELATION)).required(),
+            field("note", Text).searched(),
+        ],
+        &["type", "note"],
+    ),
+    Some("type"),
+    None,
+    None,
+    Account::None,
+);
+
 /// Every record kind beyond the client.
 pub const KINDS: &[KindSpec] = &[
     WALLET_MOVEMENT,
+    RELATION_KIND,
     with(
         kind(
             "appointment",
