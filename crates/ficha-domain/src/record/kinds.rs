@@ -193,8 +193,6 @@ const RELATION_KIND: KindSpec = with(
 
 /// Every record kind beyond the client.
 pub const KINDS: &[KindSpec] = &[
-    WALLET_MOVEMENT,
-    RELATION_KIND,
     with(
         kind(
             "appointment",
@@ -717,4 +715,6 @@ pub const KINDS: &[KindSpec] = &[
         None,
         Account::None,
     ),
+    WALLET_MOVEMENT,
+    RELATION_KIND,
 ];
