@@ -34,6 +34,7 @@ pub mod schema;
 pub mod search;
 pub mod sections;
 pub mod skin;
+pub mod sla;
 mod view;
 pub mod wallet;
 
