@@ -157,10 +157,27 @@ pub async fn metric(relay: &RunningRelay, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("metric {name} present in:\n{body}"))
 }
 
+/// One value from /metrics, or None if the request could not be made (the relay may still
+/// be dropping connections over a cap, the scrape's own included).
+async fn try_metric(relay: &RunningRelay, name: &str) -> Option<u64> {
+    let body = reqwest::Client::new()
+        .get(format!("http://{}/metrics", relay.addr))
+        .bearer_auth(&relay.metrics_key)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Polls a metric until it equals `want` (server-side clean-up runs after a socket closes).
 pub async fn wait_metric(relay: &RunningRelay, name: &str, want: u64) {
     for _ in 0..200 {
-        if metric(relay, name).await == want {
+        if try_metric(relay, name).await == Some(want) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
