@@ -39,7 +39,7 @@ pub struct Accounts {
 }
 
 fn edge(r: &RecordSummary) -> Option<Edge> {
-    let text = |k: &str| r.fields.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |k: &str| r.text(k);
     Some(Edge {
         id: r.id.clone(),
         parent: text("parent")?,
@@ -52,12 +52,7 @@ fn edge(r: &RecordSummary) -> Option<Edge> {
 
 /// The account tree of the relations given, in any order: the result is the same.
 pub fn accounts(records: &[RecordSummary]) -> Accounts {
-    let mut edges: Vec<Edge> = records
-        .iter()
-        .filter(|r| r.kind == "relation")
-        .filter_map(edge)
-        .collect();
-    edges.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let mut edges = crate::record::in_agreed_order(records, "relation", edge);
     let mut parent_of: BTreeMap<String, String> = BTreeMap::new();
     for e in edges.iter_mut().filter(|e| e.kind == "parent") {
         let why = if e.parent == e.child {

@@ -50,7 +50,7 @@ pub struct Wallet {
 }
 
 fn movement(r: &RecordSummary) -> Option<Movement> {
-    let text = |k: &str| r.fields.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |k: &str| r.text(k);
     let amount: Money = serde_json::from_value(r.fields.get("amount")?.clone()).ok()?;
     Some(Movement {
         id: r.id.clone(),
@@ -67,13 +67,7 @@ fn movement(r: &RecordSummary) -> Option<Movement> {
 
 /// The wallet of the movements given (in any order: the result is the same).
 pub fn compute(records: &[RecordSummary]) -> Wallet {
-    let mut ms: Vec<Movement> = records
-        .iter()
-        .filter(|r| r.kind == "wallet_movement")
-        .filter_map(movement)
-        .collect();
-    // Creation time, then id: every replica orders the merged set the same way.
-    ms.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let mut ms = crate::record::in_agreed_order(records, "wallet_movement", movement);
     let currency = ms.first().map(|m| m.amount.currency.clone());
     for m in &mut ms {
         if currency.as_ref() != Some(&m.amount.currency) {

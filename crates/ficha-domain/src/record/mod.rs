@@ -20,4 +20,6 @@ pub use registry::{
     Account, FieldSpec, FieldType, KindSpec, Merge, Parent, field, kind, kind_names,
 };
 pub use value::{Money, Stored, iso, parse, parse_json, show};
-pub use view::{RecordSummary, furthest, lines, log as log_entries, summary, totals, view};
+pub use view::{
+    RecordSummary, furthest, in_agreed_order, lines, log as log_entries, summary, totals, view,
+};

@@ -44,7 +44,28 @@ pub struct RecordSummary {
     pub updated_at: i64,
 }
 
+/// The records of `kind` turned by `f`, in the order every replica agrees on whatever order
+/// they arrived in: creation time, then id. Views derived from many records (a wallet, an
+/// account tree) are computed in this order, so every replica derives the same.
+pub fn in_agreed_order<T>(
+    records: &[RecordSummary],
+    kind: &str,
+    f: impl Fn(&RecordSummary) -> Option<T>,
+) -> Vec<T> {
+    let mut of_kind: Vec<&RecordSummary> = records.iter().filter(|r| r.kind == kind).collect();
+    of_kind.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    of_kind.into_iter().filter_map(f).collect()
+}
+
 impl RecordSummary {
+    /// A field's value, if it is text.
+    pub fn text(&self, field: &str) -> Option<String> {
+        self.fields
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
     /// What it adds to its client's sales (negative for refunds), if it counts.
     pub fn sale(&self) -> Option<Money> {
         let spec = super::registry::kind(&self.kind)?;
