@@ -108,7 +108,7 @@ impl Replica {
             .store()
             .doc_meta(&id)?
             .ok_or(StoreError::UnknownDoc(id))?;
-        let company = Company::new(&meta.company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let company = Company::new(&meta.company)?;
         self.check_granted(&company)?;
         let hash = BlobHash::of(bytes);
         let item = Uuid::new_v4();

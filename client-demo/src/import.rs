@@ -206,7 +206,9 @@ pub fn import(
             "no name column (name/nombre, first_name, last_name or legal_name)".into(),
         ));
     }
-    let batch = Uuid::parse_str(&report.batch).map_err(|e| AppError::BadInput(e.to_string()))?;
+    // The batch id is made just above from a fresh UUID: failing to read it back is a bug.
+    let batch = Uuid::parse_str(&report.batch)
+        .map_err(|_| AppError::BadInput(format!("{:?} is not an import batch id", report.batch)))?;
     let mut existing = key_index(&replica.query(&Filter {
         state: Some("active".into()),
         ..Filter::default()
@@ -513,7 +515,7 @@ impl Replica {
             groups,
             note,
         } = *row;
-        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let company = Company::new(company)?;
         self.check_granted(&company)?;
         let id = Uuid::new_v4();
         let who = self.who();
@@ -558,8 +560,7 @@ impl Replica {
         } = *row;
         let who = self.who();
         let changed = w.edit_doc(id, |d| {
-            let current = serde_json::to_value(ficha_domain::view(d.document())?)
-                .map_err(|e| AppError::BadInput(e.to_string()))?;
+            let current = serde_json::to_value(ficha_domain::view(d.document())?)?;
             let mut changed = false;
             for (f, v) in fields {
                 let now = current.get(*f).or_else(|| current["profile"].get(*f));

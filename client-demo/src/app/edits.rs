@@ -136,7 +136,7 @@ impl Replica {
         email: Option<&str>,
         phone: Option<&str>,
     ) -> Result<DocId, AppError> {
-        let company = Company::new(company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let company = Company::new(company)?;
         self.check_granted(&company)?;
         let id = Uuid::new_v4();
         let doc = DocId::from(id);
@@ -313,7 +313,7 @@ impl Replica {
             .ok_or(StoreError::UnknownDoc(id))?;
         self.check_client_doc(&doc)?;
         let view = ficha_domain::view(&doc)?;
-        let mut json = serde_json::to_value(view).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let mut json = serde_json::to_value(view)?;
         if let Some(m) = json.as_object_mut() {
             let account = self.client_account(&id)?;
             let updated = [

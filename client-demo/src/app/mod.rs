@@ -42,6 +42,12 @@ pub enum AppError {
     /// Input that does not make sense.
     #[error("{0}")]
     BadInput(String),
+    /// An id or a company code that is not one.
+    #[error(transparent)]
+    Id(#[from] ficha_core::IdError),
+    /// A view that could not be turned into JSON (a bug, not the caller's input).
+    #[error("cannot show this as JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// Something named that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -110,10 +116,11 @@ impl AppError {
             AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             AppError::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
             AppError::Store(StoreError::Locked(_)) => ErrorKind::Busy,
-            AppError::BadInput(_) | AppError::NotGranted { .. } | AppError::Domain(_) => {
-                ErrorKind::BadInput
-            }
-            AppError::Store(_) | AppError::Blob(_) => ErrorKind::Internal,
+            AppError::BadInput(_)
+            | AppError::Id(_)
+            | AppError::NotGranted { .. }
+            | AppError::Domain(_) => ErrorKind::BadInput,
+            AppError::Store(_) | AppError::Blob(_) | AppError::Json(_) => ErrorKind::Internal,
         }
     }
 
@@ -158,7 +165,7 @@ pub fn day_start_ms(day: &str) -> Result<i64, AppError> {
 
 /// Parses a client id given by a user.
 pub fn parse_id(s: &str) -> Result<DocId, AppError> {
-    DocId::from_str(s).map_err(|e| AppError::BadInput(e.to_string()))
+    Ok(DocId::from_str(s)?)
 }
 
 /// Parses an item id given by a user.

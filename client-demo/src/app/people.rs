@@ -113,8 +113,7 @@ pub struct Acting {
 impl Replica {
     /// This replica acting as `employee` (already checked to be active) instead of itself.
     pub fn acting_as(&self, employee: &Employee) -> Result<Replica, AppError> {
-        let company =
-            Company::new(&employee.company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let company = Company::new(&employee.company)?;
         Ok(Replica {
             store: self.store.clone(),
             changed: self.changed.clone(),

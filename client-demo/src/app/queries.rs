@@ -88,7 +88,7 @@ impl Replica {
             )));
         }
         if let Some(c) = &filter.company {
-            let company = Company::new(c).map_err(|e| AppError::BadInput(e.to_string()))?;
+            let company = Company::new(c)?;
             self.check_granted(&company)?;
         }
         if let (Some(since), Some(until)) = (filter.since, filter.until)

@@ -222,7 +222,7 @@ impl Replica {
                         summary.company
                     )));
                 }
-                Company::new(&summary.company).map_err(|e| AppError::BadInput(e.to_string()))?
+                Company::new(&summary.company)?
             }
             (None, Some(co)) => {
                 Company::new(co).map_err(|e| AppError::BadInput(format!("company: {e}")))?
@@ -272,8 +272,7 @@ impl Replica {
         self.require(super::people::Role::Staff)?;
         let summary = self.record_summary(&id)?;
         let spec = spec(&summary.kind)?;
-        let company =
-            Company::new(&summary.company).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let company = Company::new(&summary.company)?;
         self.check_actor_company(&company)?;
         if spec.name == "employee" {
             self.require(super::people::Role::Admin)?;
@@ -339,9 +338,7 @@ impl Replica {
             // link stays inside its record's company.
             let cross = f.name == "child" && kind == "client";
             if cross {
-                self.check_granted(
-                    &Company::new(&found_company).map_err(|e| AppError::BadInput(e.to_string()))?,
-                )?;
+                self.check_granted(&Company::new(&found_company)?)?;
             }
             if found_kind != kind || (!cross && found_company != company.as_str()) {
                 return Err(AppError::BadInput(format!(
@@ -639,7 +636,7 @@ impl Replica {
         .into_iter()
         .flatten()
         .max();
-        let mut row = serde_json::to_value(c).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let mut row = serde_json::to_value(c)?;
         row["sales_total"] = account["sales_total"].clone();
         row["last_update"] = json!(last.and_then(super::iso));
         super::queries::add_iso_dates(&mut row);
