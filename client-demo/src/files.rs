@@ -140,7 +140,7 @@ impl Replica {
 
     /// The file `item` of a client, as its document names it.
     pub fn file_ref(&self, id: DocId, item: &str) -> Result<FileRef, AppError> {
-        let view = self.show(id)?;
+        let view = serde_json::to_value(self.client_file(id)?)?;
         let entry = view["files"]
             .as_array()
             .and_then(|files| files.iter().find(|f| f["id"] == item))

@@ -237,7 +237,7 @@ impl Replica {
                     }
                 }
                 "attachments" => {
-                    let view = self.show(id)?;
+                    let view = serde_json::to_value(self.client_file(id)?)?;
                     for file in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
                         let known = view["files"]
                             .as_array()
@@ -307,15 +307,12 @@ impl Replica {
 
     /// The whole client record as JSON, with ISO 8601 dates beside every `*_at`.
     pub fn show(&self, id: DocId) -> Result<serde_json::Value, AppError> {
-        let doc = self
-            .store
-            .read_doc(&id)?
-            .ok_or(StoreError::UnknownDoc(id))?;
-        self.check_client_doc(&doc)?;
-        let view = ficha_domain::view(&doc)?;
-        let mut json = serde_json::to_value(view)?;
+        let mut json = serde_json::to_value(self.client_file(id)?)?;
         if let Some(m) = json.as_object_mut() {
-            let account = self.client_account(&id)?;
+            // What links to the client is listed once: its account and its wallet both
+            // come from these records.
+            let records = self.linked_records(&id)?;
+            let account = self.account_of(&id, &records)?;
             let updated = [
                 m.get("created_at").and_then(|v| v.as_i64()),
                 m.get("state_at").and_then(|v| v.as_i64()),
@@ -331,7 +328,7 @@ impl Replica {
                 m.insert(k.into(), account[k].clone());
             }
             // Derived from the merged movements, so every replica shows the same alert.
-            let wallet = self.wallet(&id)?;
+            let wallet = ficha_domain::wallet::compute(&records);
             let mut derived = Vec::new();
             if wallet.overdraft {
                 derived.push(serde_json::json!({
@@ -372,6 +369,17 @@ impl Replica {
         }
         super::queries::add_iso_dates(&mut json);
         Ok(json)
+    }
+
+    /// The client's own document as its view, checked to be a client the caller may see;
+    /// none of what `show` derives from linked records.
+    pub(crate) fn client_file(&self, id: DocId) -> Result<ficha_domain::ClientView, AppError> {
+        let doc = self
+            .store
+            .read_doc(&id)?
+            .ok_or(StoreError::UnknownDoc(id))?;
+        self.check_client_doc(&doc)?;
+        Ok(ficha_domain::view(&doc)?)
     }
 
     /// Refuses a document that is not a client, or a client of another company than the

@@ -234,10 +234,33 @@ impl Replica {
     /// The employee an id or a code names (a code must name one employee among the companies
     /// this replica sees).
     pub fn employee(&self, id_or_code: &str) -> Result<Employee, AppError> {
-        let all = self.employees(None)?;
-        let found: Vec<&Employee> = all
+        let key = id_or_code.trim();
+        // Looked up through the index (every signed-in request resolves its employee): by id,
+        // or by the code rows the index keeps; exact equality is checked on what it finds.
+        let candidates: Vec<Employee> = if uuid::Uuid::parse_str(key).is_ok() {
+            let own = |e: &Employee| self.actor_company().is_none_or(|c| c == e.company);
+            match self.record_summary(&super::parse_id(key)?) {
+                Ok(r) if r.kind == "employee" => Some(Employee::from_summary(&r))
+                    .into_iter()
+                    .filter(own)
+                    .collect(),
+                Ok(_) | Err(AppError::NotFound(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            }
+        } else {
+            let by_code = RecordFilter {
+                kind: Some("employee".into()),
+                fields: vec![("code".into(), key.into())],
+                ..RecordFilter::default()
+            };
+            self.list_records(&by_code, &RecordSort::default(), 0, None)?
+                .iter()
+                .map(Employee::from_summary)
+                .collect()
+        };
+        let found: Vec<&Employee> = candidates
             .iter()
-            .filter(|e| e.id == id_or_code.trim() || e.code.as_deref() == Some(id_or_code.trim()))
+            .filter(|e| e.id == key || e.code.as_deref() == Some(key))
             .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),

@@ -1,7 +1,7 @@
 //! Records of every kind linked to clients: one set of actions for all kinds, driven by the
 //! domain's registry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -462,9 +462,17 @@ impl Replica {
     /// What links to a client, by kind, and its account: sales (issued and paid invoices
     /// minus credit notes) and what is pending, per currency.
     pub fn client_account(&self, id: &DocId) -> Result<Json, AppError> {
+        self.account_of(id, &self.linked_records(id)?)
+    }
+
+    /// The account of a client from its linked records, already listed.
+    pub(crate) fn account_of(
+        &self,
+        id: &DocId,
+        records: &[RecordSummary],
+    ) -> Result<Json, AppError> {
         let linked = crate::listing::linked_counts(&self.store, id)?;
-        let records = self.linked_records(id)?;
-        let (sales, pending) = totals(&records);
+        let (sales, pending) = totals(records);
         let last = records.iter().map(|r| r.updated_at).max();
         Ok(json!({
             "linked": linked,
@@ -548,7 +556,7 @@ impl Replica {
         kind: &str,
         filter: RecordFilter,
         keep: impl Fn(&RecordSummary) -> bool,
-    ) -> Result<std::collections::HashSet<String>, AppError> {
+    ) -> Result<HashSet<String>, AppError> {
         let rows = self.list_records(
             &RecordFilter {
                 kind: Some(kind.into()),
@@ -577,27 +585,46 @@ impl Replica {
                 .as_deref()
                 .is_none_or(|t| r.fields.get("service_type").and_then(Json::as_str) == Some(t))
         };
-        let active = self.clients_with("service", RecordFilter::default(), |r| {
-            r.status.as_deref() == Some("active") && of_type(r)
-        })?;
-        let services = match links.services.as_deref() {
-            None if links.service_type.is_some() => Some((
-                self.clients_with("service", RecordFilter::default(), of_type)?,
-                true,
-            )),
-            None => None,
-            Some("with") => Some((active.clone(), true)),
-            Some("without") => Some((active.clone(), false)),
-            Some("cancelled") => {
-                let cancelled = self.clients_with("service", RecordFilter::default(), |r| {
-                    r.status.as_deref() == Some("cancelled") && of_type(r)
-                })?;
-                Some((cancelled.difference(&active).cloned().collect(), true))
-            }
-            Some(other) => {
-                return Err(AppError::BadInput(format!(
-                    "--services {other:?}: use with, without or cancelled"
-                )));
+        // Every service is read once, and only when a service filter is given.
+        let services = match (links.services.as_deref(), links.service_type.is_some()) {
+            (None, false) => None,
+            (kind, _) => {
+                let all = self.list_records(
+                    &RecordFilter {
+                        kind: Some("service".into()),
+                        ..RecordFilter::default()
+                    },
+                    &RecordSort::default(),
+                    0,
+                    None,
+                )?;
+                let clients_where = |keep: &dyn Fn(&RecordSummary) -> bool| -> HashSet<String> {
+                    all.iter()
+                        .filter(|r| keep(r))
+                        .filter_map(|r| r.client.clone())
+                        .collect()
+                };
+                let active = || {
+                    clients_where(&|r: &RecordSummary| {
+                        r.status.as_deref() == Some("active") && of_type(r)
+                    })
+                };
+                Some(match kind {
+                    None => (clients_where(&of_type), true),
+                    Some("with") => (active(), true),
+                    Some("without") => (active(), false),
+                    Some("cancelled") => {
+                        let cancelled = clients_where(&|r: &RecordSummary| {
+                            r.status.as_deref() == Some("cancelled") && of_type(r)
+                        });
+                        (cancelled.difference(&active()).cloned().collect(), true)
+                    }
+                    Some(other) => {
+                        return Err(AppError::BadInput(format!(
+                            "--services {other:?}: use with, without or cancelled"
+                        )));
+                    }
+                })
             }
         };
         let upcoming = if links.upcoming {
