@@ -26,6 +26,7 @@ fn token(companies: &[&str]) -> String {
             write: true,
             issued_at: 0,
             expires_at: u64::MAX,
+            code: String::new(),
         },
     )
 }

@@ -63,6 +63,12 @@ pub enum Command {
     /// Relations between client accounts (parent/subsidiary, partner, other).
     #[command(subcommand)]
     Relation(crate::cli_records::RelationCmd),
+    /// Support cases, numbered offline, with their SLA.
+    #[command(subcommand)]
+    Case(crate::cli_cases::CaseCmd),
+    /// What the employee given with --as is notified of: cases assigned to them, SLAs at
+    /// risk; `notifications read ID` marks one read.
+    Notifications(crate::cli_cases::NotificationsCmd),
     /// Notes on a client.
     #[command(subcommand)]
     Note(NoteCmd),
@@ -559,6 +565,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Employee(c) => crate::cli_records::employee(&replica, c)?,
         Command::Wallet(c) => crate::cli_records::wallet(&replica, c)?,
         Command::Relation(c) => crate::cli_records::relation(&replica, c)?,
+        Command::Case(c) => crate::cli_cases::case(&replica, c)?,
+        Command::Notifications(c) => crate::cli_cases::notifications(&replica, c)?,
         Command::Note(NoteCmd::Add {
             id,
             text,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cli_cases;
 pub mod cli_records;
 pub mod demo;
 pub mod duplicates;

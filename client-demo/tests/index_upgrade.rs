@@ -46,6 +46,7 @@ fn a_client_from_before_kinds_lists_and_is_found_after_the_index_is_rebuilt() {
         write: true,
         issued_at: 0,
         expires_at: u64::MAX,
+        code: String::new(),
     };
     Replica::init(
         tmp.path(),

@@ -52,6 +52,7 @@ fn replica() -> (tempfile::TempDir, Replica, Vec<DocId>) {
         write: true,
         issued_at: 0,
         expires_at: u64::MAX,
+        code: String::new(),
     };
     let token = sign(&[7; 32], &claims);
     Replica::init(tmp.path(), "r", "ws://127.0.0.1:1/sync", &token).expect("init");

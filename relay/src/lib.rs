@@ -5,6 +5,7 @@
 //! In-process users (tests, the demo, benches) call [`spawn`] and [`issue_token`].
 
 pub mod admin;
+pub mod codes;
 pub mod error;
 pub mod secret;
 pub mod server;
@@ -225,6 +226,11 @@ pub fn issue_token(
     if replica.trim().is_empty() {
         return Err(Error::Invalid("the replica name must not be empty".into()));
     }
+    if replica.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "the replica name must be one line of printable characters".into(),
+        ));
+    }
     if companies.is_empty() {
         return Err(Error::Invalid("name at least one --company".into()));
     }
@@ -248,6 +254,7 @@ pub fn issue_token(
         write: !read_only,
         issued_at: now,
         expires_at: now.saturating_add(ttl_days.saturating_mul(86_400)),
+        code: codes::code_for(dir, replica)?,
     };
     Ok(ficha_core::token::sign(&secret, &claims))
 }

@@ -165,6 +165,13 @@ async fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::stdout();
             writeln!(out, "{token}")?;
             out.flush()?;
+            // The token stays alone on stdout, for scripts; the code is for the operator.
+            if let Ok(claims) = ficha_core::token::peek(&token) {
+                eprintln!(
+                    "replica {replica}: code {} (its case numbers read {}-1, {}-2, …)",
+                    claims.code, claims.code, claims.code
+                );
+            }
         }
         Command::Backup { data, out } => {
             let msg = admin::backup(&data, &out)

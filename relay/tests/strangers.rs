@@ -148,6 +148,7 @@ async fn a_session_ends_when_its_token_expires() {
             write: true,
             issued_at: now,
             expires_at: now + 2,
+            code: String::new(),
         },
     );
     let mut ws = connect(&relay).await;

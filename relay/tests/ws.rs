@@ -80,6 +80,7 @@ async fn an_expired_token_is_refused() {
             write: true,
             issued_at: 1,
             expires_at: 2,
+            code: String::new(),
         },
     );
     let mut ws = connect(&relay).await;

@@ -136,6 +136,7 @@ fn token() -> String {
             write: true,
             issued_at: 0,
             expires_at: u64::MAX,
+            code: String::new(),
         },
     )
 }

@@ -3,6 +3,7 @@
 //! `edits` holds the actions that change one client, `lifecycle` the state changes and their
 //! rules (reactivation, tombstones, bulk actions), `queries` the lists, metrics and status.
 
+pub mod cases;
 mod edits;
 mod lifecycle;
 pub mod people;
@@ -55,6 +56,11 @@ pub enum AppError {
     /// the message.
     #[error("{0}")]
     Conflict(String),
+    /// A numbered record (a case, an issued invoice) on a replica whose token has no code.
+    #[error(
+        "this replica has no code for numbering cases and invoices: its token was issued before codes existed. Ask the relay's operator for a new token (`ficha-relay token --replica NAME ...`) and run `ficha token set TOKEN`"
+    )]
+    NoNumberingCode,
     /// The replica's token may not write, so its edits could never be uploaded.
     #[error(
         "this replica's token is read-only: an edit made here could never reach the relay. Ask the relay's operator for a write token and run `ficha token set TOKEN`"
@@ -112,7 +118,9 @@ impl AppError {
             AppError::Conflict(_)
             | AppError::Store(StoreError::DocExists(_))
             | AppError::Domain(DomainError::Rule(_)) => ErrorKind::Conflict,
-            AppError::ReadOnly | AppError::Denied(_) => ErrorKind::Forbidden,
+            AppError::ReadOnly | AppError::NoNumberingCode | AppError::Denied(_) => {
+                ErrorKind::Forbidden
+            }
             AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             AppError::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
             AppError::Store(StoreError::Locked(_)) => ErrorKind::Busy,
@@ -290,6 +298,9 @@ impl Replica {
             )));
         }
         self.store.replace_token(token.trim())?;
+        if !claims.code.is_empty() {
+            self.store.adopt_numbering_code(&claims.code)?;
+        }
         Ok(self.store.retry_refused()?)
     }
 

@@ -124,6 +124,11 @@ impl Replica {
         })
     }
 
+    /// The id of the employee acting, if one is.
+    pub fn acting_employee(&self) -> Option<String> {
+        self.acting.actor.employee.as_ref().map(|e| e.id.clone())
+    }
+
     /// Who acts, as `GET /api/session` shows it.
     pub fn acting_json(&self) -> serde_json::Value {
         serde_json::json!({

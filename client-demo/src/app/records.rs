@@ -113,6 +113,15 @@ fn assignments(
                 valid: spec.field_names(),
             }
         })?;
+        if f.system {
+            return Err(AppError::BadInput(format!(
+                "{name} is written by Ficha itself, not by hand{}",
+                match spec.numbering {
+                    Some(n) if n.field == name => ": every record gets its number when saved",
+                    _ => "",
+                }
+            )));
+        }
         if f.ty == FieldType::Lines {
             lines.extend(parse_lines(value)?);
             continue;
@@ -124,6 +133,41 @@ fn assignments(
         out.push((f, stored));
     }
     Ok((out, lines))
+}
+
+/// System values as assignments of `spec`'s fields.
+fn system_assignments(
+    spec: &'static KindSpec,
+    system: SystemValues,
+) -> Result<Vec<Assignment>, AppError> {
+    system
+        .into_iter()
+        .map(|(name, v)| {
+            let f = spec
+                .field(name)
+                .ok_or_else(|| ficha_domain::DomainError::UnknownField {
+                    field: name.into(),
+                    valid: spec.field_names(),
+                })?;
+            Ok((f, v))
+        })
+        .collect()
+}
+
+/// The values sequence `seq` of the replica with `code` writes.
+fn numbered_values(
+    spec: &'static KindSpec,
+    n: &record::Numbering,
+    code: &str,
+    seq: u64,
+) -> Result<Vec<Assignment>, AppError> {
+    system_assignments(
+        spec,
+        n.values(code, seq)
+            .into_iter()
+            .map(|(f, v)| (f, record::Stored::Str(v)))
+            .collect(),
+    )
 }
 
 /// `lines=DESCRIPTION;QUANTITY;UNIT_PRICE[;TAX%]`, or JSON objects with those keys.
@@ -193,6 +237,13 @@ fn parse_lines(value: &Given) -> Result<Vec<Line>, AppError> {
     }
 }
 
+/// Values Ficha writes itself into system fields (a case's events), beside a person's.
+pub type SystemValues = Vec<(&'static str, record::Stored)>;
+
+/// A change to apply in the same edit as a record's fields (events, read marks).
+pub(crate) type Also<'a> =
+    Box<dyn FnOnce(&mut automerge::AutoCommit, i64) -> Result<(), AppError> + 'a>;
+
 impl Replica {
     /// Creates a record of `kind`, linked to `client` (whose company it takes) or in
     /// `company`; returns its id.
@@ -203,6 +254,20 @@ impl Replica {
         company: Option<&str>,
         given: &[(String, Given)],
     ) -> Result<DocId, AppError> {
+        self.add_record_with(kind, client, company, given, Vec::new(), now_ms())
+    }
+
+    /// [`Replica::add_record`] with system values, at `now`. A kind numbered on creation (or
+    /// created in the status that numbers it) takes the next number of this replica's series.
+    pub(crate) fn add_record_with(
+        &self,
+        kind: &str,
+        client: Option<DocId>,
+        company: Option<&str>,
+        given: &[(String, Given)],
+        system: SystemValues,
+        now: i64,
+    ) -> Result<DocId, AppError> {
         let spec = spec(kind)?;
         // Who may sign in and with what role is for admins to decide.
         let needs = if spec.name == "employee" {
@@ -211,42 +276,18 @@ impl Replica {
             super::people::Role::Staff
         };
         self.require(needs)?;
-        let company = match (client, company) {
-            (Some(c), _) => {
-                let summary = self.client_summary(&c)?;
-                if let Some(co) = company
-                    && co != summary.company
-                {
-                    return Err(AppError::BadInput(format!(
-                        "client {c} belongs to {}, not to {co}",
-                        summary.company
-                    )));
-                }
-                Company::new(&summary.company)?
-            }
-            (None, Some(co)) => {
-                Company::new(co).map_err(|e| AppError::BadInput(format!("company: {e}")))?
-            }
-            (None, None) => {
-                return Err(AppError::BadInput(format!(
-                    "a {kind} needs --client ID{}",
-                    if spec.parent == Parent::Client {
-                        ""
-                    } else {
-                        " or --company C"
-                    }
-                )));
-            }
-        };
+        let company = self.company_of_new(spec, client, company)?;
         self.check_granted(&company)?;
         self.check_actor_company(&company)?;
-        let (values, lines) = assignments(spec, given)?;
+        let (mut values, lines) = assignments(spec, given)?;
+        values.extend(system_assignments(spec, system)?);
         self.check_links(&company, &values)?;
         let id = Uuid::new_v4();
         let doc = DocId::from(id);
         let who = self.who();
-        let now = now_ms();
-        self.writer()?.create_doc(doc, &company, |d| {
+        let write = |d: &mut automerge::AutoCommit, numbered: Vec<Assignment>| {
+            let mut values = values.clone();
+            values.extend(numbered);
             record::create(
                 d,
                 spec,
@@ -262,13 +303,112 @@ impl Replica {
                 record::add_line(d, Uuid::new_v4(), l, &who, Uuid::new_v4(), now)?;
             }
             Ok::<(), AppError>(())
-        })?;
+        };
+        let store = self.writer()?;
+        match self.numbering_due(spec, &values, None)? {
+            Some((n, code)) => store.create_numbered(doc, &company, n.series, |d, seq| {
+                write(d, numbered_values(spec, &n, &code, seq)?)
+            })?,
+            None => store.create_doc(doc, &company, |d| write(d, Vec::new()))?,
+        }
         self.edited();
         Ok(doc)
     }
 
+    /// The company a new record of `spec` belongs to.
+    fn company_of_new(
+        &self,
+        spec: &KindSpec,
+        client: Option<DocId>,
+        company: Option<&str>,
+    ) -> Result<Company, AppError> {
+        match (client, company) {
+            (Some(c), _) => {
+                let summary = self.client_summary(&c)?;
+                if let Some(co) = company
+                    && co != summary.company
+                {
+                    return Err(AppError::BadInput(format!(
+                        "client {c} belongs to {}, not to {co}",
+                        summary.company
+                    )));
+                }
+                Ok(Company::new(&summary.company)?)
+            }
+            (None, Some(co)) => {
+                Company::new(co).map_err(|e| AppError::BadInput(format!("company: {e}")))
+            }
+            (None, None) => Err(AppError::BadInput(format!(
+                "a {} needs --client ID{}",
+                spec.name,
+                if spec.parent == Parent::Client {
+                    ""
+                } else {
+                    " or --company C"
+                }
+            ))),
+        }
+    }
+
+    /// The numbering this write must take, with this replica's code: when the kind numbers on
+    /// creation, or the write brings it to the status that numbers it and it has no number.
+    fn numbering_due(
+        &self,
+        spec: &KindSpec,
+        values: &[Assignment],
+        current: Option<&RecordSummary>,
+    ) -> Result<Option<(record::Numbering, String)>, AppError> {
+        let Some(n) = spec.numbering else {
+            return Ok(None);
+        };
+        let given = |name: &str| {
+            values.iter().find_map(|(f, v)| match v {
+                record::Stored::Str(s) if f.name == name => Some(s.clone()),
+                _ => None,
+            })
+        };
+        let numbered = given(n.field).is_some_and(|v| !v.is_empty())
+            || current
+                .and_then(|c| c.fields.get(n.field))
+                .and_then(Json::as_str)
+                .is_some_and(|v| !v.is_empty());
+        let due = match n.at_status {
+            None => current.is_none(),
+            Some(status) => spec.status.and_then(given).as_deref() == Some(status),
+        };
+        if numbered || !due {
+            return Ok(None);
+        }
+        Ok(Some((n, self.numbering_code()?)))
+    }
+
+    /// This replica's code for its number series, kept in its store from the first token
+    /// that carried one.
+    pub fn numbering_code(&self) -> Result<String, AppError> {
+        if let Some(code) = self.store.numbering_code()? {
+            return Ok(code);
+        }
+        let code = ficha_core::token::peek(&self.store.identity().token)
+            .map(|c| c.code)
+            .unwrap_or_default();
+        if code.is_empty() {
+            return Err(AppError::NoNumberingCode);
+        }
+        Ok(self.store.adopt_numbering_code(&code)?)
+    }
+
     /// Sets fields of a record (and adds lines given as `lines`).
     pub fn set_record(&self, id: DocId, given: &[(String, Given)]) -> Result<(), AppError> {
+        self.set_record_with(id, given, None)
+    }
+
+    /// [`Replica::set_record`], with `also` applied in the same edit.
+    pub(crate) fn set_record_with(
+        &self,
+        id: DocId,
+        given: &[(String, Given)],
+        also: Option<Also<'_>>,
+    ) -> Result<(), AppError> {
         self.require(super::people::Role::Staff)?;
         let summary = self.record_summary(&id)?;
         let spec = spec(&summary.kind)?;
@@ -294,7 +434,9 @@ impl Replica {
         self.check_links(&company, &values)?;
         let who = self.who();
         let now = now_ms();
-        self.writer()?.edit_doc(id, |d| {
+        let write = |d: &mut automerge::AutoCommit, numbered: Vec<Assignment>| {
+            let mut values = values.clone();
+            values.extend(numbered);
             record::set(
                 d,
                 &values,
@@ -305,8 +447,18 @@ impl Replica {
             for l in &lines {
                 record::add_line(d, Uuid::new_v4(), l, &who, Uuid::new_v4(), now)?;
             }
+            if let Some(also) = also {
+                also(d, now)?;
+            }
             Ok::<(), AppError>(())
-        })?;
+        };
+        let store = self.writer()?;
+        match self.numbering_due(spec, &values, Some(&summary))? {
+            Some((n, code)) => store.edit_numbered(id, n.series, |d, seq| {
+                write(d, numbered_values(spec, &n, &code, seq)?)
+            })?,
+            None => store.edit_doc(id, |d| write(d, Vec::new()))?,
+        }
         self.edited();
         Ok(())
     }

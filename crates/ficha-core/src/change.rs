@@ -6,7 +6,7 @@ use automerge::Change;
 use crate::error::ChangeError;
 use crate::frame::{MAX_CHANGE_BYTES, MAX_ENTRY_BYTES};
 use crate::guard::contain;
-use crate::ids::{ReplicaId, replica_of_actor};
+use crate::ids::{DocId, ReplicaId, genesis_actor, replica_of_actor};
 
 /// Parses one raw change and checks the checksum its header claims.
 ///
@@ -39,6 +39,32 @@ pub fn parse_own(bytes: &[u8], author: ReplicaId) -> Result<Change, ChangeError>
         Ok(change)
     } else {
         Err(ChangeError::ForeignActor)
+    }
+}
+
+/// True when `change` is the genesis change of `doc`: the first change of the actor derived
+/// from the document id, on nothing, at time zero. Any replica that may write the document may
+/// upload it; two replicas deriving the same document upload the same bytes, and a different
+/// change under that actor reuses (actor, 1) and is refused by admission.
+pub fn is_genesis(change: &Change, doc: DocId) -> bool {
+    *change.actor_id() == genesis_actor(doc)
+        && change.seq() == 1
+        && change.deps().is_empty()
+        && change.timestamp() == 0
+}
+
+/// Parses a change uploaded for `doc`: [`parse_own`], or the document's genesis change.
+pub fn parse_upload(bytes: &[u8], author: ReplicaId, doc: DocId) -> Result<Change, ChangeError> {
+    match parse_own(bytes, author) {
+        Err(ChangeError::ForeignActor) => {
+            let change = parse(bytes)?;
+            if is_genesis(&change, doc) {
+                Ok(change)
+            } else {
+                Err(ChangeError::ForeignActor)
+            }
+        }
+        other => other,
     }
 }
 

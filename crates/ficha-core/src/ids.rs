@@ -148,6 +148,19 @@ pub fn actor_for(replica: ReplicaId, incarnation: u32) -> ActorId {
     ActorId::from(&bytes[..])
 }
 
+/// The actor of a document's genesis change: derived from the document id alone, so two
+/// replicas that create the same derived document offline write byte-identical first changes
+/// and Automerge sees one document (see `docs/PROTOCOL.md`, "Genesis changes"). Its last four
+/// bytes are all ones, an incarnation [`actor_for`] gives with odds of one in four billion,
+/// and its first sixteen are a hash, never a replica's id.
+pub fn genesis_actor(doc: DocId) -> ActorId {
+    let mut hasher = blake3::Hasher::new_derive_key("ficha 2026 genesis actor");
+    hasher.update(&doc.0);
+    let mut bytes = [0xffu8; 20];
+    bytes[..16].copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    ActorId::from(&bytes[..])
+}
+
 /// The replica that wrote with `actor`, if the actor follows Ficha's layout.
 pub fn replica_of_actor(actor: &ActorId) -> Option<ReplicaId> {
     let bytes = actor.to_bytes();

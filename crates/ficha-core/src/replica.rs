@@ -562,7 +562,7 @@ impl ReplicaSession {
                 .get(&company)
                 .and_then(|r| r.active.get(&doc_id)),
         ) {
-            (Some(doc), Some((_, state))) => own_changes_missing(&doc, state, me),
+            (Some(doc), Some((_, state))) => own_changes_missing(&doc, doc_id, state, me),
             _ => Vec::new(),
         };
         if !own.is_empty() {
@@ -592,8 +592,14 @@ impl ReplicaSession {
     }
 }
 
-/// This replica's changes (any incarnation) that the other side, at its last heads, lacks.
-fn own_changes_missing(doc: &Automerge, state: &sync::State, me: ReplicaId) -> Vec<Change> {
+/// This replica's changes (any incarnation), and the document's genesis change, that the
+/// other side, at its last heads, lacks.
+fn own_changes_missing(
+    doc: &Automerge,
+    doc_id: DocId,
+    state: &sync::State,
+    me: ReplicaId,
+) -> Vec<Change> {
     let theirs: Vec<ChangeHash> = state
         .their_heads
         .iter()
@@ -603,6 +609,8 @@ fn own_changes_missing(doc: &Automerge, state: &sync::State, me: ReplicaId) -> V
         .collect();
     doc.get_changes(&theirs)
         .into_iter()
-        .filter(|c| replica_of_actor(c.actor_id()) == Some(me))
+        .filter(|c| {
+            replica_of_actor(c.actor_id()) == Some(me) || crate::change::is_genesis(c, doc_id)
+        })
         .collect()
 }

@@ -25,6 +25,36 @@ pub struct Claims {
     pub issued_at: u64,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The replica's short code, unique on its relay: the prefix of the numbers it gives
+    /// (cases `A3-17`, its invoice series). Empty in tokens issued before codes existed.
+    pub code: String,
+}
+
+/// Claims as tokens issued before replica codes carried them. postcard reads fields in order
+/// and ignores what follows, so an old relay reads new tokens; new code reads old tokens
+/// through this.
+#[derive(Deserialize)]
+struct ClaimsV1 {
+    replica: String,
+    companies: Vec<Company>,
+    write: bool,
+    issued_at: u64,
+    expires_at: u64,
+}
+
+fn decode(payload: &[u8]) -> Result<Claims, TokenError> {
+    if let Ok(c) = postcard::from_bytes::<Claims>(payload) {
+        return Ok(c);
+    }
+    let v1: ClaimsV1 = postcard::from_bytes(payload).map_err(|_| TokenError::Malformed)?;
+    Ok(Claims {
+        replica: v1.replica,
+        companies: v1.companies,
+        write: v1.write,
+        issued_at: v1.issued_at,
+        expires_at: v1.expires_at,
+        code: String::new(),
+    })
 }
 
 /// Signs claims into a token string.
@@ -61,7 +91,7 @@ pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenE
     if blake3::keyed_hash(secret, &payload) != blake3::Hash::from(mac) {
         return Err(TokenError::BadSignature);
     }
-    let claims: Claims = postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)?;
+    let claims = decode(&payload)?;
     if now >= claims.expires_at {
         return Err(TokenError::Expired);
     }
@@ -72,7 +102,7 @@ pub fn verify(secret: &[u8; 32], token: &str, now: u64) -> Result<Claims, TokenE
 /// were granted (the relay alone decides, with [`verify`]).
 pub fn peek(token: &str) -> Result<Claims, TokenError> {
     let (payload, _) = parts(token)?;
-    postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)
+    decode(&payload)
 }
 
 /// A loggable form of a token: never the whole secret-bearing string.
@@ -99,7 +129,50 @@ mod tests {
             write: true,
             issued_at: 100,
             expires_at: 200,
+            code: "A1".into(),
         }
+    }
+
+    #[test]
+    fn a_token_issued_before_replica_codes_still_verifies_with_no_code() {
+        #[derive(Serialize)]
+        struct Old {
+            replica: String,
+            companies: Vec<Company>,
+            write: bool,
+            issued_at: u64,
+            expires_at: u64,
+        }
+        let secret = [5u8; 32];
+        let c = claims();
+        let old = Old {
+            replica: c.replica.clone(),
+            companies: c.companies.clone(),
+            write: c.write,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+        };
+        let payload = postcard::to_allocvec(&old).expect("ser");
+        let mac = blake3::keyed_hash(&secret, &payload);
+        let t = format!(
+            "ft1.{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(mac.as_bytes())
+        );
+        let got = verify(&secret, &t, 150).expect("an old token verifies");
+        assert_eq!((got.replica.as_str(), got.code.as_str()), ("branch-a", ""));
+        // And a reader of old claims reads a new token's fields in order.
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct OldRead {
+            replica: String,
+            companies: Vec<Company>,
+            write: bool,
+            issued_at: u64,
+            expires_at: u64,
+        }
+        let (payload, _) = parts(&sign(&secret, &c)).expect("parts");
+        let read: OldRead = postcard::from_bytes(&payload).expect("old reader");
+        assert_eq!(read.replica, "branch-a");
     }
 
     #[test]

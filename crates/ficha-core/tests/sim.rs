@@ -84,6 +84,7 @@ impl World {
                         write: true,
                         issued_at: 0,
                         expires_at: NOW * 10,
+                        code: String::new(),
                     },
                 );
                 Replica {
@@ -107,6 +108,7 @@ impl World {
                     write: true,
                     issued_at: 0,
                     expires_at: NOW * 10,
+                    code: String::new(),
                 },
             );
             replicas.push(Replica {

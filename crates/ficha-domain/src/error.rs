@@ -14,6 +14,14 @@ pub enum DomainError {
         /// The names accepted.
         valid: String,
     },
+    /// Required fields not given, each named.
+    #[error("a {kind} needs {}: give each one", fields.join(", "))]
+    Missing {
+        /// The kind.
+        kind: String,
+        /// The fields missing.
+        fields: Vec<String>,
+    },
     /// A value that does not fit its field.
     #[error("invalid value for {field}: {reason}")]
     InvalidValue {

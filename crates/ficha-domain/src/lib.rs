@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod annotations;
+pub mod case;
 mod edit;
 mod error;
 pub mod index;

@@ -8,6 +8,7 @@
 //! loads another.
 
 mod blobs;
+mod derived;
 mod doc_cache;
 mod doc_io;
 mod error;

@@ -134,7 +134,7 @@ impl<S: RelayStore> Relay<S> {
         }
         let parsed: Result<Vec<Change>, ChangeError> = changes
             .iter()
-            .map(|c| change::parse_own(c, replica))
+            .map(|c| change::parse_upload(c, replica, doc))
             .collect();
         let parsed = match parsed {
             Ok(p) => p,

@@ -21,6 +21,7 @@ pub fn write_token(replica: &str) -> String {
             write: true,
             issued_at: 0,
             expires_at: u64::MAX,
+            code: String::new(),
         },
     )
 }

@@ -95,14 +95,47 @@ pub fn create(
         }
         _ => {}
     }
-    for f in spec.fields.iter().filter(|f| f.required) {
-        if !values.iter().any(|(g, _)| g.name == f.name) {
-            return Err(DomainError::InvalidValue {
-                field: f.name.into(),
-                reason: format!("a {} needs {}", spec.name, f.name),
-            });
-        }
+    check_required(spec, values)?;
+    layout(doc, spec, id, company, client, now_ms)?;
+    let fields = fields_obj(doc)?;
+    for (f, v) in values {
+        write(doc, &fields, f, v, now_ms)?;
     }
+    log(doc, log_id, actor, "created", spec.name, None, now_ms)?;
+    Ok(())
+}
+
+fn check_required(spec: &KindSpec, values: &[Assignment]) -> Result<(), DomainError> {
+    let missing: Vec<&str> = spec
+        .fields
+        .iter()
+        .filter(|f| f.required && !values.iter().any(|(g, _)| g.name == f.name))
+        .map(|f| f.name)
+        .collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => Err(DomainError::InvalidValue {
+            field: (*one).into(),
+            reason: format!("a {} needs {one}", spec.name),
+        }),
+        many => Err(DomainError::Missing {
+            kind: spec.name.into(),
+            fields: many.iter().map(|f| f.to_string()).collect(),
+        }),
+    }
+}
+
+/// What every record of `spec` starts with: its identity, its containers and its defaults.
+/// It depends only on its arguments, so the genesis of a derived record is the same bytes on
+/// every replica.
+fn layout(
+    doc: &mut AutoCommit,
+    spec: &'static KindSpec,
+    id: Uuid,
+    company: &str,
+    client: Option<Uuid>,
+    created_at: i64,
+) -> Result<(), DomainError> {
     doc.put(ROOT, SCHEMA, SCHEMA_VERSION)?;
     doc.put(ROOT, KIND, spec.name)?;
     doc.put(ROOT, KIND_VERSION, spec.version)?;
@@ -111,8 +144,8 @@ pub fn create(
     if let Some(c) = client {
         doc.put(ROOT, CLIENT, c.to_string())?;
     }
-    doc.put(ROOT, CREATED_AT, now_ms)?;
-    doc.put(ROOT, UPDATED_AT, now_ms)?;
+    doc.put(ROOT, CREATED_AT, created_at)?;
+    doc.put(ROOT, UPDATED_AT, created_at)?;
     // Every container is made here, by the one replica that creates the record: two replicas
     // creating the same container concurrently would each make their own, and one would win.
     let fields = doc.put_object(ROOT, FIELDS, ObjType::Map)?;
@@ -121,26 +154,92 @@ pub fn create(
             Merge::Text => {
                 doc.put_object(&fields, f.name, ObjType::Text)?;
             }
-            Merge::Set | Merge::Items | Merge::Monotonic => {
+            Merge::Set | Merge::Items | Merge::Monotonic | Merge::Latest => {
                 doc.put_object(&fields, f.name, ObjType::Map)?;
             }
             Merge::Register => {}
         }
     }
     doc.put_object(ROOT, LOG, ObjType::Map)?;
-    let mut all: Vec<Assignment> = Vec::new();
     for f in spec.fields {
-        if let Some(d) = f.default
-            && !values.iter().any(|(g, _)| g.name == f.name)
-        {
-            all.push((f, super::value::parse(f, d, None)?));
+        if let Some(d) = f.default {
+            write(
+                doc,
+                &fields,
+                f,
+                &super::value::parse(f, d, None)?,
+                created_at,
+            )?;
         }
     }
-    all.extend(values.iter().cloned());
-    for (f, v) in &all {
-        write(doc, &fields, f, v)?;
+    Ok(())
+}
+
+/// The first change of a record whose id every replica derives the same way (the project a
+/// quick time entry creates): its layout only, written by the document's genesis actor at time
+/// zero, so two replicas creating it offline write the same bytes. [`fill`] then adds what
+/// each replica knows.
+pub fn genesis(
+    spec: &'static KindSpec,
+    id: Uuid,
+    company: &str,
+    client: Option<Uuid>,
+) -> Result<Vec<u8>, DomainError> {
+    let doc_id = ficha_core::DocId::from(id);
+    let mut doc = AutoCommit::new().with_actor(ficha_core::ids::genesis_actor(doc_id));
+    layout(&mut doc, spec, id, company, client, 0)?;
+    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+    doc.get_last_local_change()
+        .map(|c| c.raw_bytes().to_vec())
+        .ok_or_else(|| DomainError::Rule("a record's layout is never empty".into()))
+}
+
+/// Gives a record started from its [`genesis`] its values and creation entry; a record some
+/// other replica filled already only gets the values.
+pub fn fill(
+    doc: &mut AutoCommit,
+    values: &[Assignment],
+    actor: &Actor,
+    log_id: Uuid,
+    now_ms: i64,
+) -> Result<(), DomainError> {
+    let spec = spec_of(doc)?;
+    check_required(spec, values)?;
+    let fields = fields_obj(doc)?;
+    for (f, v) in values {
+        write(doc, &fields, f, v, now_ms)?;
     }
-    log(doc, log_id, actor, "created", spec.name, None, now_ms)?;
+    if read::int(doc, &ROOT, CREATED_AT)? == 0 {
+        doc.put(ROOT, CREATED_AT, now_ms)?;
+        log(doc, log_id, actor, "created", spec.name, None, now_ms)?;
+    }
+    doc.put(ROOT, UPDATED_AT, now_ms)?;
+    Ok(())
+}
+
+/// Adds members to a set field without touching the others (events, read marks): what other
+/// replicas added concurrently stays.
+pub fn add_members(
+    doc: &mut AutoCommit,
+    field: &str,
+    members: &[String],
+    now_ms: i64,
+) -> Result<(), DomainError> {
+    let spec = spec_of(doc)?;
+    let f = spec
+        .field(field)
+        .filter(|f| f.merge == Merge::Set)
+        .ok_or_else(|| DomainError::UnknownField {
+            field: field.into(),
+            valid: spec.field_names(),
+        })?;
+    let fields = fields_obj(doc)?;
+    let set = obj(doc, &fields, f.name, ObjType::Map)?;
+    for m in members {
+        crate::limits::check(f.name, m)?;
+        doc.put(&set, m.as_str(), true)?;
+    }
+    doc.put(ROOT, UPDATED_AT, now_ms)?;
     Ok(())
 }
 
@@ -162,7 +261,7 @@ pub fn set(
             });
         }
         let old = super::view::field_text(doc, &fields, f)?;
-        write(doc, &fields, f, v)?;
+        write(doc, &fields, f, v, now_ms)?;
         let new = super::view::field_text(doc, &fields, f)?;
         if old != new {
             let id = log_ids.next().unwrap_or_else(Uuid::nil);
@@ -192,8 +291,13 @@ fn write(
     fields: &ObjId,
     f: &FieldSpec,
     v: &Stored,
+    now_ms: i64,
 ) -> Result<(), DomainError> {
     match (f.merge, v) {
+        (Merge::Latest, Stored::Str(s)) => {
+            let written = obj(doc, fields, f.name, ObjType::Map)?;
+            doc.put(&written, super::view::latest_key(now_ms, s), s.as_str())?;
+        }
         (Merge::Monotonic, Stored::Str(s)) => {
             let FieldType::Enum(order) = f.ty else {
                 return Err(DomainError::InvalidValue {

@@ -39,6 +39,7 @@ pub fn markdown() -> String {
                 Merge::Set => "set",
                 Merge::Items => "items (all kept)",
                 Merge::Monotonic => "only moves forward",
+                Merge::Latest => "the latest written wins",
             };
             let required = if f.required { "yes" } else { "" };
             let default = f

@@ -2,7 +2,7 @@
 //! `docs/records.md`, which a test compares with this table).
 
 use super::registry::FieldType::*;
-use super::registry::{Account, FieldSpec, KindSpec, Parent, field};
+use super::registry::{Account, FieldSpec, KindSpec, Numbering, Parent, field};
 
 const APPOINTMENT_STATUS: &[&str] = &["scheduled", "confirmed", "done", "cancelled", "no_show"];
 const INVOICE_STATUS: &[&str] = &["draft", "issued", "paid", "cancelled"];
@@ -40,6 +40,11 @@ const PROJECT_STATUS: &[&str] = &["planned", "active", "on_hold", "done", "cance
 const CAMPAIGN_STATUS: &[&str] = &["planned", "active", "finished"];
 const COMMISSION_STATUS: &[&str] = &["pending", "paid"];
 const POLICY_STATUS: &[&str] = &["active", "expired", "cancelled"];
+/// A case's statuses, in the order of the form (seed 004).
+pub const CASE_STATUS: &[&str] = &["new", "in_progress", "pending", "resolved", "closed"];
+/// A case's priorities (medium, not normal).
+pub const PRIORITY: &[&str] = &["low", "medium", "high", "critical"];
+const TASK_STATUS: &[&str] = &["pending", "done", "cancelled"];
 
 /// Lines, totals and status of a commercial document, shared by invoices, quotes, orders.
 const fn doc_fields(
@@ -125,6 +130,7 @@ const fn kind(
         total: None,
         account: Account::None,
         append_only: false,
+        numbering: None,
     }
 }
 
@@ -191,6 +197,83 @@ const RELATION_KIND: KindSpec = with(
     Account::None,
 );
 
+const fn numbered(mut k: KindSpec, numbering: Numbering) -> KindSpec {
+    k.numbering = Some(numbering);
+    k
+}
+
+/// A support case (seed 004, "Add case"): its number comes from the replica's own series, and
+/// its service level is computed from the events it keeps (see `crate::sla`).
+const CASE: KindSpec = numbered(
+    with(
+        kind(
+            "case",
+            "Caso de soporte",
+            "Support case",
+            Parent::Client,
+            &[
+                field("number", Text).searched().system(),
+                field("title", Text).required().searched(),
+                field("category", Text).required().searched(),
+                // The latest change wins, as the SLA clock reads the events in time order.
+                field("status", Enum(CASE_STATUS)).required().latest(),
+                field("priority", Enum(PRIORITY)).required(),
+                field("description", LongText).required(),
+                field("solution", LongText),
+                field("contact", Text),
+                field("attachments", Set),
+                field("assignee", Ref("employee")).required().latest(),
+                field("department", Text).searched(),
+                field("policy", Ref("policy")),
+                field("events", Set).system(),
+            ],
+            &["number", "title"],
+        ),
+        Some("status"),
+        None,
+        None,
+        Account::None,
+    ),
+    Numbering {
+        series: "case",
+        field: "number",
+        series_field: None,
+        at_status: None,
+    },
+);
+
+/// Service levels of a company: per priority, minutes of working time until the first
+/// response and until resolution, in a calendar; statuses in `paused` stop the clock.
+const SLA_PLAN: KindSpec = with(
+    kind(
+        "sla_plan",
+        "Plan de nivel de servicio",
+        "SLA plan",
+        Parent::Company,
+        &[
+            field("name", Text).required().searched(),
+            field("default", Bool).default("false"),
+            field("timezone", Text).default("Europe/Madrid"),
+            field("hours", Text).default("mon-fri 09:00-18:00"),
+            field("holidays", Set),
+            field("paused", Set).default("pending"),
+            field("response_low_min", Integer).default("480"),
+            field("resolution_low_min", Integer).default("2400"),
+            field("response_medium_min", Integer).default("240"),
+            field("resolution_medium_min", Integer).default("960"),
+            field("response_high_min", Integer).default("120"),
+            field("resolution_high_min", Integer).default("480"),
+            field("response_critical_min", Integer).default("60"),
+            field("resolution_critical_min", Integer).default("240"),
+        ],
+        &["name"],
+    ),
+    None,
+    None,
+    None,
+    Account::None,
+);
+
 /// Every record kind beyond the client.
 pub const KINDS: &[KindSpec] = &[
     with(
@@ -236,19 +319,28 @@ pub const KINDS: &[KindSpec] = &[
         None,
         Account::None,
     ),
-    with(
-        kind(
-            "invoice",
-            "Factura",
-            "Invoice",
-            Parent::Client,
-            &INVOICE_FIELDS,
-            &["series", "number"],
+    numbered(
+        with(
+            kind(
+                "invoice",
+                "Factura",
+                "Invoice",
+                Parent::Client,
+                &INVOICE_FIELDS,
+                &["series", "number"],
+            ),
+            Some("status"),
+            Some("issue_date"),
+            Some("total"),
+            Account::Sale,
         ),
-        Some("status"),
-        Some("issue_date"),
-        Some("total"),
-        Account::Sale,
+        // Spanish law allows a series per establishment: each replica is one.
+        Numbering {
+            series: "invoice",
+            field: "number",
+            series_field: Some("series"),
+            at_status: Some("issued"),
+        },
     ),
     with(
         kind(
@@ -679,6 +771,7 @@ pub const KINDS: &[KindSpec] = &[
             Parent::Client,
             &[
                 field("name", Text).required().searched(),
+                field("code", Text).searched(),
                 field("status", Enum(PROJECT_STATUS)).default("planned"),
                 field("start", Date),
                 field("end", Date),
@@ -707,6 +800,8 @@ pub const KINDS: &[KindSpec] = &[
                 field("centre", Text),
                 field("active", Bool).default("true"),
                 field("password_hash", Text).hidden(),
+                // Notifications read on any of their replicas: marks only ever added.
+                field("read_notifications", Set).system(),
             ],
             &["name"],
         ),
@@ -717,4 +812,71 @@ pub const KINDS: &[KindSpec] = &[
     ),
     WALLET_MOVEMENT,
     RELATION_KIND,
+    CASE,
+    SLA_PLAN,
+    with(
+        kind(
+            "case_category",
+            "Categoría de caso",
+            "Case category",
+            Parent::Company,
+            &[field("name", Text).required().searched()],
+            &["name"],
+        ),
+        None,
+        None,
+        None,
+        Account::None,
+    ),
+    with(
+        kind(
+            "task",
+            "Tarea",
+            "Task",
+            Parent::Client,
+            &[
+                field("project", Ref("project")).required(),
+                field("title", Text).required().searched(),
+                field("status", Enum(TASK_STATUS)).default("pending"),
+                field("next_action", Date).latest(),
+                field("employee", Ref("employee")),
+                field("description", LongText),
+            ],
+            &["title"],
+        ),
+        Some("status"),
+        Some("next_action"),
+        None,
+        Account::None,
+    ),
+    TIME_ENTRY,
 ];
+
+/// Time spent on a client (seed 003): append-only, so entries made offline on two laptops
+/// all survive.
+const TIME_ENTRY: KindSpec = {
+    let mut k = with(
+        kind(
+            "time_entry",
+            "Tiempo dedicado",
+            "Time entry",
+            Parent::Client,
+            &[
+                field("project", Ref("project")).required(),
+                field("task", Ref("task")).required(),
+                field("employee", Ref("employee")).required(),
+                field("date", Date).required(),
+                field("minutes", Integer),
+                field("text", Text).required().searched(),
+                field("next_action", Date),
+            ],
+            &["text"],
+        ),
+        None,
+        Some("date"),
+        None,
+        Account::None,
+    );
+    k.append_only = true;
+    k
+};

@@ -11,13 +11,13 @@ mod value;
 mod view;
 
 pub use doc::{
-    Assignment, CLIENT, FIELDS, KIND, KIND_VERSION, LOG, Line, UPDATED_AT, add_line, create,
-    kind_of, log, set, spec_of,
+    Assignment, CLIENT, FIELDS, KIND, KIND_VERSION, LOG, Line, UPDATED_AT, add_line, add_members,
+    create, fill, genesis, kind_of, log, set, spec_of,
 };
 pub use doc_table::markdown;
 pub use query::{RecordFilter, RecordSort};
 pub use registry::{
-    Account, FieldSpec, FieldType, KindSpec, Merge, Parent, field, kind, kind_names,
+    Account, FieldSpec, FieldType, KindSpec, Merge, Numbering, Parent, field, kind, kind_names,
 };
 pub use value::{Money, Stored, iso, parse, parse_json, show};
 pub use view::{

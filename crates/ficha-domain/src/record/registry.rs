@@ -74,6 +74,9 @@ pub enum Merge {
     Items,
     /// A status that only moves forward through the declared order, also through a merge.
     Monotonic,
+    /// The value written last (by the writer's clock) wins on every replica, whatever the
+    /// order the edits arrive in (a task's next action: the one of the latest time entry).
+    Latest,
 }
 
 /// One field of a kind.
@@ -91,6 +94,8 @@ pub struct FieldSpec {
     pub search: bool,
     /// Never shown (a password hash).
     pub hidden: bool,
+    /// Shown, but written only by Ficha itself (a case number, SLA events).
+    pub system: bool,
     /// The value a new record gets when none is given.
     pub default: Option<&'static str>,
 }
@@ -145,6 +150,34 @@ pub struct KindSpec {
     pub account: Account,
     /// Never edited once made (ledger movements): a mistake is corrected by a new record.
     pub append_only: bool,
+    /// How its records get a number no other replica can give, offline too.
+    pub numbering: Option<Numbering>,
+}
+
+/// Numbers from a series of the replica's own: `<replica code>-<sequence>`, the sequence
+/// kept by the replica in the transaction that writes the number, so two replicas never give
+/// the same number and a crash never gives one twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Numbering {
+    /// The series' name in the replica's counters (one series per kind).
+    pub series: &'static str,
+    /// The field the number goes in.
+    pub field: &'static str,
+    /// The field the replica's code goes in when the kind keeps the series apart (invoices:
+    /// series `A1`, number `17`); without one the number is `A1-17`.
+    pub series_field: Option<&'static str>,
+    /// Numbered when its status becomes this (an invoice on issue); None: on creation.
+    pub at_status: Option<&'static str>,
+}
+
+impl Numbering {
+    /// The values to write for sequence `seq` of the replica with `code`.
+    pub fn values(&self, code: &str, seq: u64) -> Vec<(&'static str, String)> {
+        match self.series_field {
+            Some(series) => vec![(series, code.to_string()), (self.field, seq.to_string())],
+            None => vec![(self.field, format!("{code}-{seq}"))],
+        }
+    }
 }
 
 impl KindSpec {
@@ -181,6 +214,7 @@ pub const fn field(name: &'static str, ty: FieldType) -> FieldSpec {
         merge: ty.merge(),
         search: false,
         hidden: false,
+        system: false,
         default: None,
     }
 }
@@ -207,6 +241,18 @@ impl FieldSpec {
     /// Never shown.
     pub const fn hidden(mut self) -> Self {
         self.hidden = true;
+        self
+    }
+
+    /// Written only by Ficha, never through `FIELD=VALUE`.
+    pub const fn system(mut self) -> Self {
+        self.system = true;
+        self
+    }
+
+    /// The value written last wins, by the writer's clock.
+    pub const fn latest(mut self) -> Self {
+        self.merge = Merge::Latest;
         self
     }
 

@@ -135,6 +135,24 @@ fn stored_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Vec<Stored>, 
     Ok(out)
 }
 
+/// The key a value of a [`Merge::Latest`] field is written under: the writer's time, then
+/// the value, so the greatest key is the latest value and ties break the same everywhere.
+pub fn latest_key(now_ms: i64, value: &str) -> String {
+    format!("{:016x}|{value}", now_ms.max(0))
+}
+
+/// The latest value of a [`Merge::Latest`] field (None when unset or cleared).
+fn latest(doc: &impl ReadDoc, fields: &ObjId, name: &str) -> Result<Option<String>, DomainError> {
+    let Some(m) = read::map(doc, fields, name)? else {
+        return Ok(None);
+    };
+    Ok(doc
+        .keys(&m)
+        .max()
+        .and_then(|k| k.split_once('|').map(|(_, v)| v.to_string()))
+        .filter(|v| !v.is_empty()))
+}
+
 /// The furthest state reached of a monotonic field.
 pub fn furthest(
     doc: &impl ReadDoc,
@@ -185,6 +203,10 @@ fn field_json(
             };
             (state.map_or(Json::Null, Json::String), Vec::new())
         }
+        Merge::Latest => (
+            latest(doc, fields, f.name)?.map_or(Json::Null, Json::String),
+            Vec::new(),
+        ),
         Merge::Items => {
             let lines = lines(doc, fields, f)?;
             (
