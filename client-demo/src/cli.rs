@@ -69,6 +69,9 @@ pub enum Command {
     /// What the employee given with --as is notified of: cases assigned to them, SLAs at
     /// risk; `notifications read ID` marks one read.
     Notifications(crate::cli_cases::NotificationsCmd),
+    /// Time spent on clients: quick entry and reports.
+    #[command(subcommand)]
+    Time(crate::cli_cases::TimeCmd),
     /// Notes on a client.
     #[command(subcommand)]
     Note(NoteCmd),
@@ -567,6 +570,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Relation(c) => crate::cli_records::relation(&replica, c)?,
         Command::Case(c) => crate::cli_cases::case(&replica, c)?,
         Command::Notifications(c) => crate::cli_cases::notifications(&replica, c)?,
+        Command::Time(c) => crate::cli_cases::time(&replica, c)?,
         Command::Note(NoteCmd::Add {
             id,
             text,

@@ -220,3 +220,90 @@ pub fn notifications(replica: &Replica, cmd: NotificationsCmd) -> Result<()> {
     }
     Ok(())
 }
+
+/// `ficha time …`
+#[derive(Subcommand)]
+pub enum TimeCmd {
+    /// Quick time entry on a client: finds or creates its project and task, records the time;
+    /// prints {"entry","project","task"}.
+    Add {
+        #[arg(long)]
+        client: String,
+        /// What was done.
+        #[arg(long)]
+        text: String,
+        /// Who did it (id or code).
+        #[arg(long)]
+        employee: String,
+        /// The day (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        minutes: Option<i64>,
+        /// When to act next (YYYY-MM-DD); becomes the task's next action.
+        #[arg(long)]
+        next_action: Option<String>,
+        /// The project, when the client has several active ones none coded as the client.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Minutes recorded, in total and per client, employee and project.
+    Report {
+        /// Only this client's, project's or employee's entries.
+        #[arg(long)]
+        of: Option<String>,
+        /// From this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this day.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `ficha time …`.
+pub fn time(replica: &Replica, cmd: TimeCmd) -> Result<()> {
+    match cmd {
+        TimeCmd::Add {
+            client,
+            text,
+            employee,
+            date,
+            minutes,
+            next_action,
+            project,
+        } => {
+            let form = crate::app::time::TimeForm {
+                text,
+                employee,
+                date,
+                minutes,
+                next_action,
+                project,
+            };
+            let done = replica.add_time(parse_id(&client)?, &form)?;
+            println!("{}", serde_json::to_string(&done)?);
+        }
+        TimeCmd::Report {
+            of,
+            since,
+            until,
+            json,
+        } => {
+            let employee = match &of {
+                Some(o) if parse_id(o).is_err() => Some(replica.employee(o)?.id),
+                _ => None,
+            };
+            let filter = ficha_domain::record::RecordFilter {
+                linked: employee.or(of),
+                since,
+                until,
+                ..Default::default()
+            };
+            crate::cli::print_json(&replica.time_report(&filter)?, json)?;
+        }
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod people;
 mod queries;
 pub mod records;
 mod relations;
+pub mod time;
 mod wallet;
 
 use std::path::Path;

@@ -135,6 +135,19 @@ fn assignments(
     Ok((out, lines))
 }
 
+/// Given values as assignments of `spec`'s fields (lines refused: none of the kinds derived
+/// records are made of has them).
+pub(crate) fn values_of(
+    spec: &'static KindSpec,
+    given: &[(String, Given)],
+) -> Result<Vec<Assignment>, AppError> {
+    let (values, lines) = assignments(spec, given)?;
+    if !lines.is_empty() {
+        return Err(AppError::BadInput(format!("a {} has no lines", spec.name)));
+    }
+    Ok(values)
+}
+
 /// System values as assignments of `spec`'s fields.
 fn system_assignments(
     spec: &'static KindSpec,

@@ -338,6 +338,31 @@ mod tests {
     }
 
     #[test]
+    fn the_same_genesis_twice_is_one_and_a_different_one_is_refused() {
+        let doc = crate::DocId([4; 16]);
+        let genesis = |v: i64| {
+            let mut d = AutoCommit::new().with_actor(crate::ids::genesis_actor(doc));
+            d.put(ROOT, "k", v).expect("put");
+            d.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+            d.get_last_local_change().expect("change")
+        };
+        let mut warm = WarmDoc::empty();
+        assert_eq!(
+            warm.admit(vec![genesis(1)]).expect("first").applied.len(),
+            1
+        );
+        assert!(
+            warm.admit(vec![genesis(1)]).expect("again").is_empty(),
+            "one document"
+        );
+        assert_eq!(
+            warm.admit(vec![genesis(2)]).err(),
+            Some(ChangeError::SeqReused { seq: 1 }),
+            "a different first change under the genesis actor"
+        );
+    }
+
+    #[test]
     fn a_skipped_sequence_number_is_refused() {
         let (_, cs) = history(3);
         let mut warm = WarmDoc::empty();

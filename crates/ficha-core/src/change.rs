@@ -137,6 +137,53 @@ mod tests {
         out
     }
 
+    /// A change by the genesis actor of `doc`, with value `v`, at time `t`, on `deps` or not.
+    fn by_genesis(doc: DocId, v: i64, t: i64, second: bool) -> Change {
+        let mut d = AutoCommit::new().with_actor(genesis_actor(doc));
+        d.put(ROOT, "k", v).expect("put");
+        d.commit_with(automerge::transaction::CommitOptions::default().with_time(t));
+        if second {
+            d.put(ROOT, "k", v + 1).expect("put");
+            d.commit_with(automerge::transaction::CommitOptions::default().with_time(t));
+        }
+        d.get_last_local_change().expect("change")
+    }
+
+    #[test]
+    fn any_replica_may_upload_a_documents_genesis_and_nothing_else_under_its_actor() {
+        let doc = DocId([7; 16]);
+        let me = ReplicaId([1; 16]);
+        let g = by_genesis(doc, 1, 0, false);
+        assert!(is_genesis(&g, doc));
+        assert!(parse_upload(g.raw_bytes(), me, doc).is_ok());
+        assert!(parse_upload(g.raw_bytes(), ReplicaId([2; 16]), doc).is_ok());
+        // Written the same way twice: the same bytes.
+        assert_eq!(by_genesis(doc, 1, 0, false).raw_bytes(), g.raw_bytes());
+        let refused = |c: &Change, d: DocId| parse_upload(c.raw_bytes(), me, d).err();
+        assert_eq!(
+            refused(&g, DocId([8; 16])),
+            Some(ChangeError::ForeignActor),
+            "another document's"
+        );
+        assert_eq!(
+            refused(&by_genesis(doc, 1, 5, false), doc),
+            Some(ChangeError::ForeignActor),
+            "a time"
+        );
+        assert_eq!(
+            refused(&by_genesis(doc, 1, 0, true), doc),
+            Some(ChangeError::ForeignActor),
+            "a second change"
+        );
+        // Own changes still pass, others' still do not.
+        let own = &changes_by(me, 1)[0];
+        assert!(parse_upload(own.raw_bytes(), me, doc).is_ok());
+        assert_eq!(
+            refused(&changes_by(ReplicaId([3; 16]), 1)[0], doc),
+            Some(ChangeError::ForeignActor)
+        );
+    }
+
     #[test]
     fn own_changes_pass_and_foreign_ones_do_not() {
         let me = ReplicaId([1; 16]);

@@ -175,6 +175,24 @@ fn layout(
     Ok(())
 }
 
+/// The id of a record rule `rule` creates under `parent`, having seen `known` (the ids of
+/// its siblings): every replica that saw the same derives the same id.
+pub fn derived_id(rule: &str, company: &str, parent: &str, known: &[String]) -> Uuid {
+    let mut known = known.to_vec();
+    known.sort();
+    let mut h = blake3::Hasher::new_derive_key("ficha 2026 derived record id");
+    for part in [rule, company, parent]
+        .into_iter()
+        .chain(known.iter().map(String::as_str))
+    {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// The first change of a record whose id every replica derives the same way (the project a
 /// quick time entry creates): its layout only, written by the document's genesis actor at time
 /// zero, so two replicas creating it offline write the same bytes. [`fill`] then adds what

@@ -12,7 +12,7 @@ mod view;
 
 pub use doc::{
     Assignment, CLIENT, FIELDS, KIND, KIND_VERSION, LOG, Line, UPDATED_AT, add_line, add_members,
-    create, fill, genesis, kind_of, log, set, spec_of,
+    create, derived_id, fill, genesis, kind_of, log, set, spec_of,
 };
 pub use doc_table::markdown;
 pub use query::{RecordFilter, RecordSort};

@@ -179,7 +179,10 @@ fn field_json(
             let all = stored_at(doc, fields, f.name)?;
             let mut shown = all.iter().map(|s| value::show(f, s));
             let winner = shown.next().unwrap_or(Json::Null);
-            (winner, shown.collect())
+            // Two replicas writing the same value concurrently agree: no conflict to show.
+            let mut losers: Vec<Json> = shown.filter(|v| *v != winner).collect();
+            losers.dedup();
+            (winner, losers)
         }
         Merge::Text => (
             Json::String(read::string(doc, fields, f.name)?.unwrap_or_default()),
