@@ -110,15 +110,10 @@ impl CaseForm {
 
 /// The moment `--at` names, or now.
 fn moment(at: Option<&str>) -> Result<i64> {
-    match at {
-        None => Ok(now_ms()),
-        Some(a) => match chrono::DateTime::parse_from_rfc3339(a.trim()) {
-            Ok(t) => Ok(t.timestamp_millis()),
-            Err(e) => {
-                bail!("--at {a:?} is not an ISO 8601 moment such as 2026-12-05T17:00:00+01:00: {e}")
-            }
-        },
-    }
+    Ok(at
+        .map(crate::app::moment_ms)
+        .transpose()?
+        .unwrap_or_else(now_ms))
 }
 
 /// Runs `ficha case …`.

@@ -211,6 +211,53 @@ fn offline_branches_number_cases_apart_and_the_assignee_is_notified_on_their_rep
         list[0]
     );
     let _ = ana;
+
+    // Invoices: the same scheme, a series per replica, numbered when issued.
+    let issued = a.ok(&[
+        "record",
+        "add",
+        "invoice",
+        "--client",
+        &client,
+        "status=issued",
+        "lines=Corte;1;25EUR;21",
+    ])?;
+    let draft = a.ok(&[
+        "record",
+        "add",
+        "invoice",
+        "--client",
+        &client,
+        "lines=Tinte;1;40EUR;21",
+    ])?;
+    let shown = json(&a, &["record", "show", &issued, "--json"])?;
+    assert_eq!(
+        (shown["series"].as_str(), shown["number"].as_str()),
+        (Some(ca), Some("1"))
+    );
+    assert!(
+        json(&a, &["record", "show", &draft, "--json"])?["number"].is_null(),
+        "a draft has no number"
+    );
+    a.ok(&["record", "set", &draft, "status=issued"])?;
+    assert_eq!(
+        json(&a, &["record", "show", &draft, "--json"])?["number"],
+        "2"
+    );
+    let on_b = b.ok(&[
+        "record",
+        "add",
+        "invoice",
+        "--client",
+        &client,
+        "status=issued",
+        "lines=Corte;1;25EUR;21",
+    ])?;
+    let shown_b = json(&b, &["record", "show", &on_b, "--json"])?;
+    assert_eq!(
+        (shown_b["series"].as_str(), shown_b["number"].as_str()),
+        (Some(cb), Some("1"))
+    );
     Ok(())
 }
 
@@ -292,5 +339,93 @@ fn an_sla_plan_pauses_while_pending_and_the_office_sees_cases_at_risk() -> Resul
         .as_str()
         .context("due")?;
     assert!(later >= due.as_str(), "{later} < {due}");
+    Ok(())
+}
+
+#[test]
+fn cases_notifications_and_time_work_over_http_for_the_signed_in_employee() -> Result<()> {
+    use ficha_e2e::Served;
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
+    let client = a.ok(&["client", "add", "--company", "acme", "--name", "Sol"])?;
+    let served = Served::start(&a)?;
+    let (st, _) = served.post(
+        "/api/employees",
+        serde_json::json!({"company": "acme", "name": "Ana", "code": "ANA", "role": "staff", "password": "secreto-largo"}),
+    )?;
+    assert_eq!(st, 200);
+    // Every missing field is named, in one refusal.
+    let (st, err) = served.post(
+        "/api/cases",
+        serde_json::json!({"client": client, "title": "x"}),
+    )?;
+    assert_eq!(st, 400, "{err}");
+    let msg = err["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("priority") && msg.contains("assignee"),
+        "{err}"
+    );
+    let (st, made) = served.post(
+        "/api/cases",
+        serde_json::json!({"client": client, "title": "Caída", "category": "technical_problem",
+            "status": "new", "priority": "critical", "description": "No arranca", "assignee": "ANA"}),
+    )?;
+    assert_eq!(st, 200, "{made}");
+    assert!(
+        made["number"].as_str().is_some_and(|n| n.ends_with("-1")),
+        "{made}"
+    );
+    let listed = served.get("/api/cases?assignee=ANA")?;
+    assert_eq!(listed[0]["number"], made["number"]);
+    assert!(listed[0]["sla"]["resolution_due"].is_string());
+    let (st, _) = served.post(
+        &format!("/api/cases/{}", made["id"].as_str().context("id")?),
+        serde_json::json!({"status": "in_progress"}),
+    )?;
+    assert_eq!(st, 200);
+    let (st, entry) = served.post(
+        &format!("/api/clients/{client}/time"),
+        serde_json::json!({"text": "Visita", "employee": "ANA", "date": "2026-12-03", "minutes": 30}),
+    )?;
+    assert_eq!(st, 200, "{entry}");
+    assert!(entry["project"].is_string() && entry["task"].is_string());
+    assert_eq!(
+        served.get(&format!("/api/time/report?of={client}"))?["total_minutes"],
+        30
+    );
+
+    // Ana signs in and sees her notification; read, it is gone.
+    let http = reqwest::blocking::Client::new();
+    let signed = http
+        .post(format!("{}/api/session", served.base))
+        .json(&serde_json::json!({"employee": "ANA", "password": "secreto-largo"}))
+        .send()?;
+    let cookie = signed
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("a session cookie")?
+        .to_string();
+    let mine = |all: bool| -> Result<Value> {
+        Ok(http
+            .get(format!("{}/api/notifications?all={all}", served.base))
+            .header("cookie", &cookie)
+            .send()?
+            .json()?)
+    };
+    let unread = mine(false)?;
+    assert_eq!(unread.as_array().map(Vec::len), Some(1), "{unread}");
+    let id = unread[0]["id"].as_str().context("id")?;
+    let read = http
+        .post(format!("{}/api/notifications/{id}/read", served.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()?;
+    assert_eq!(read.status().as_u16(), 200);
+    assert_eq!(mine(false)?.as_array().map(Vec::len), Some(0));
+    assert_eq!(mine(true)?[0]["read"], true);
     Ok(())
 }

@@ -172,6 +172,17 @@ pub fn day_start_ms(day: &str) -> Result<i64, AppError> {
         .timestamp_millis())
 }
 
+/// An ISO 8601 moment (`2026-12-05T17:00:00+01:00`) in ms since the Unix epoch.
+pub fn moment_ms(at: &str) -> Result<i64, AppError> {
+    chrono::DateTime::parse_from_rfc3339(at.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            AppError::BadInput(format!(
+                "{at:?} is not an ISO 8601 moment such as 2026-12-05T17:00:00+01:00: {e}"
+            ))
+        })
+}
+
 /// Parses a client id given by a user.
 pub fn parse_id(s: &str) -> Result<DocId, AppError> {
     Ok(DocId::from_str(s)?)

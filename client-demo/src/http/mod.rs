@@ -6,6 +6,7 @@
 //! a JSON object with an `error` key.
 
 mod auth;
+mod cases;
 mod guard;
 mod records;
 
@@ -157,6 +158,12 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/clients/{id}/relations", get(records::relations))
         .route("/api/relations", post(records::relate))
+        .route("/api/cases", get(cases::list).post(cases::create))
+        .route("/api/cases/{id}", post(cases::set))
+        .route("/api/notifications", get(cases::notifications))
+        .route("/api/notifications/{id}/read", post(cases::read))
+        .route("/api/clients/{id}/time", post(cases::add_time))
+        .route("/api/time/report", get(cases::report))
         .route("/api/kinds", get(records::kinds))
         .route("/api/records", get(records::list).post(records::create))
         .route("/api/records/{id}", get(records::show).post(records::set))

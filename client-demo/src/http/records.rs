@@ -96,14 +96,14 @@ pub(super) async fn statement(State(s): State<ApiState>, Path(id): Path<String>)
 }
 
 /// Field values of a JSON body: every key but the ones that place the record.
-fn given(body: &serde_json::Map<String, Value>, skip: &[&str]) -> Vec<(String, Given)> {
+pub(super) fn given(body: &serde_json::Map<String, Value>, skip: &[&str]) -> Vec<(String, Given)> {
     body.iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), Given::Json(v.clone())))
         .collect()
 }
 
-fn object(body: Value) -> Result<serde_json::Map<String, Value>, AppError> {
+pub(super) fn object(body: Value) -> Result<serde_json::Map<String, Value>, AppError> {
     match body {
         Value::Object(m) => Ok(m),
         other => Err(AppError::BadInput(format!(
