@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod fuzz;
 pub mod proxy;
+pub mod smtp;
 pub mod soak;
 pub mod tls;
 
@@ -265,10 +266,16 @@ pub struct Served {
 impl Served {
     /// Starts `ficha serve` on a free port.
     pub fn start(replica: &Replica) -> Result<Self> {
+        Self::start_with(replica, &[])
+    }
+
+    /// Starts `ficha serve` on a free port with more arguments (`--smtp URL`).
+    pub fn start_with(replica: &Replica, args: &[&str]) -> Result<Self> {
         let mut child = Command::new(bin("ficha"))
             .arg("--data")
             .arg(&replica.data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .envs(replica.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -69,6 +69,9 @@ pub enum Command {
     /// What the employee given with --as is notified of: cases assigned to them, SLAs at
     /// risk; `notifications read ID` marks one read.
     Notifications(crate::cli_cases::NotificationsCmd),
+    /// Email messages of a client: queue, list, send again.
+    #[command(subcommand)]
+    Message(crate::cli_cases::MessageCmd),
     /// Time spent on clients: quick entry and reports.
     #[command(subcommand)]
     Time(crate::cli_cases::TimeCmd),
@@ -125,6 +128,14 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
+        /// Be the company's email sender, through this SMTP server (smtp://host:port,
+        /// smtps://host:port); user and password from FICHA_SMTP_USER and FICHA_SMTP_PASSWORD.
+        /// One replica per company should send.
+        #[arg(long)]
+        smtp: Option<String>,
+        /// The From address of the messages sent.
+        #[arg(long, env = "FICHA_SMTP_FROM", default_value = "ficha@localhost")]
+        smtp_from: String,
     },
     /// Sync status: pending uploads, refused changes, quarantined documents, last sync.
     Status {
@@ -238,6 +249,13 @@ pub enum ClientCmd {
         /// json (default) or csv.
         #[arg(long, default_value = "json")]
         format: String,
+        /// Queue it as an email to the client (sent by the company's sender); prints the
+        /// message id.
+        #[arg(long)]
+        email: bool,
+        /// The address, when not the client's email.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -571,6 +589,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Case(c) => crate::cli_cases::case(&replica, c)?,
         Command::Notifications(c) => crate::cli_cases::notifications(&replica, c)?,
         Command::Time(c) => crate::cli_cases::time(&replica, c)?,
+        Command::Message(c) => crate::cli_cases::message(&replica, c)?,
         Command::Note(NoteCmd::Add {
             id,
             text,
@@ -755,7 +774,20 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "token replaced; the relay checks it at the next sync ({requeued} refused changes queued again)"
             );
         }
-        Command::Serve { listen } => serve(replica, dir, listen).await?,
+        Command::Serve {
+            listen,
+            smtp,
+            smtp_from,
+        } => {
+            let mail = smtp.map(|url| crate::mail::SmtpConfig {
+                url,
+                from: smtp_from,
+                credentials: std::env::var("FICHA_SMTP_USER")
+                    .ok()
+                    .zip(std::env::var("FICHA_SMTP_PASSWORD").ok()),
+            });
+            serve(replica, dir, listen, mail).await?
+        }
         Command::Init { .. } | Command::Demo | Command::Check => unreachable!("handled above"),
     }
     Ok(())
@@ -932,7 +964,16 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
                 }
             }
         }
-        ClientCmd::Statement { id, format } => {
+        ClientCmd::Statement {
+            id,
+            email: true,
+            to,
+            ..
+        } => println!(
+            "{}",
+            replica.email_statement(parse_id(&id)?, to.as_deref())?
+        ),
+        ClientCmd::Statement { id, format, .. } => {
             let statement = replica.statement(&parse_id(&id)?)?;
             match format.as_str() {
                 "json" => println!("{}", serde_json::to_string_pretty(&statement)?),
@@ -944,7 +985,12 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
     Ok(())
 }
 
-async fn serve(replica: Replica, dir: &Path, listen: SocketAddr) -> Result<()> {
+async fn serve(
+    replica: Replica,
+    dir: &Path,
+    listen: SocketAddr,
+    mail: Option<crate::mail::SmtpConfig>,
+) -> Result<()> {
     let key = crate::http::api_key(dir).with_context(|| {
         format!(
             "cannot read or create {}",
@@ -975,6 +1021,19 @@ async fn serve(replica: Replica, dir: &Path, listen: SocketAddr) -> Result<()> {
             }
         })
     };
+    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
+    let sender = match mail {
+        Some(cfg) => {
+            let sender = crate::mail::Sender::new(&cfg)?;
+            println!("sending queued email through {}", cfg.url);
+            Some(tokio::spawn(crate::mail::run(
+                replica.clone(),
+                sender,
+                mail_stopped,
+            )))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -1001,6 +1060,15 @@ async fn serve(replica: Replica, dir: &Path, listen: SocketAddr) -> Result<()> {
         .await?;
     shutdown.notify_waiters();
     forwarder.abort();
+    let _ = stop_mail.send(true);
+    if let Some(mut sender) = sender
+        && tokio::time::timeout(Duration::from_secs(35), &mut sender)
+            .await
+            .is_err()
+    {
+        // Stuck mid-exchange: its message stays `sending` and is reconciled at the next start.
+        sender.abort();
+    }
     if tokio::time::timeout(Duration::from_secs(5), sync)
         .await
         .is_err()

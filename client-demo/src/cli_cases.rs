@@ -302,3 +302,60 @@ pub fn time(replica: &Replica, cmd: TimeCmd) -> Result<()> {
     }
     Ok(())
 }
+
+/// `ficha message …`
+#[derive(Subcommand)]
+pub enum MessageCmd {
+    /// Queues an email to a client's address; the company's sender sends it once. Prints
+    /// the message id.
+    Send {
+        client: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        body: String,
+    },
+    /// Every message of a client with its status (queued, sending, sent, failed).
+    List {
+        client: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queues a failed message again (after checking it did not arrive).
+    Retry { id: String },
+}
+
+/// Runs `ficha message …`.
+pub fn message(replica: &Replica, cmd: MessageCmd) -> Result<()> {
+    match cmd {
+        MessageCmd::Send {
+            client,
+            to,
+            subject,
+            body,
+        } => println!(
+            "{}",
+            replica.send_message(parse_id(&client)?, &to, &subject, &body)?
+        ),
+        MessageCmd::List { client, json } => {
+            let list = replica.messages(&parse_id(&client)?)?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for m in &list {
+                    println!(
+                        "{} {:<8} {} {}",
+                        m["id"].as_str().unwrap_or_default(),
+                        m["status"].as_str().unwrap_or_default(),
+                        m["to"].as_str().unwrap_or_default(),
+                        m["subject"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        MessageCmd::Retry { id } => replica.retry_message(parse_id(&id)?)?,
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod files;
 pub mod http;
 pub mod import;
 pub mod listing;
+pub mod mail;
 pub mod progress;
 pub mod sync;
 pub mod trash;

@@ -6,6 +6,7 @@
 pub mod cases;
 mod edits;
 mod lifecycle;
+mod messages;
 pub mod people;
 mod queries;
 pub mod records;
@@ -26,6 +27,7 @@ use ficha_domain::DomainError;
 use ficha_store::{Batch, Identity, Store, StoreError};
 
 pub use lifecycle::Selection;
+pub use messages::{INTERRUPTED, Outcome, Outgoing};
 pub use people::{Acting, Employee, Role};
 pub use queries::{Status, iso};
 pub use records::{Given, LinkFilter};

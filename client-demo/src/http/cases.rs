@@ -173,3 +173,35 @@ pub(super) async fn report(State(s): State<ApiState>, Query(q): Query<ReportQuer
         .await?,
     ))
 }
+
+/// `GET /api/clients/{id}/messages`: every message with its status.
+pub(super) async fn messages(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let list = blocking(&s, move |r| r.messages(&parse_id(&id)?)).await?;
+    Ok(Json(json!(list)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct NewMessage {
+    to: String,
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /api/clients/{id}/messages` `{"to", "subject", "body"}` → `{"id"}` (queued).
+pub(super) async fn send_message(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(m): Json<NewMessage>,
+) -> ApiResult {
+    super::created(&s, move |r| {
+        Ok(r.send_message(parse_id(&id)?, &m.to, &m.subject, &m.body)?
+            .to_string())
+    })
+    .await
+}
+
+/// `POST /api/messages/{id}/retry`: a failed message back in the queue.
+pub(super) async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    done(&s, move |r| r.retry_message(parse_id(&id)?)).await
+}

@@ -164,6 +164,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/notifications/{id}/read", post(cases::read))
         .route("/api/clients/{id}/time", post(cases::add_time))
         .route("/api/time/report", get(cases::report))
+        .route(
+            "/api/clients/{id}/messages",
+            get(cases::messages).post(cases::send_message),
+        )
+        .route("/api/messages/{id}/retry", post(cases::retry))
         .route("/api/kinds", get(records::kinds))
         .route("/api/records", get(records::list).post(records::create))
         .route("/api/records/{id}", get(records::show).post(records::set))

@@ -12,7 +12,9 @@ const ACTIVE_CANCELLED: &[&str] = &["active", "cancelled"];
 const SERVICE_TYPE: &[&str] = &["one_off", "subscription", "licence", "module"];
 const PERIOD: &[&str] = &["once", "monthly", "quarterly", "yearly"];
 const ENVIRONMENT: &[&str] = &["production", "staging", "test", "development"];
-const MESSAGE_STATUS: &[&str] = &["draft", "queued", "sent", "failed"];
+/// A message's statuses: queued on any replica, `sending` marked durably by the company's
+/// sender before the SMTP exchange, then sent or failed.
+pub const MESSAGE_STATUS: &[&str] = &["draft", "queued", "sending", "sent", "failed"];
 const STAGE: &[&str] = &[
     "lead",
     "qualified",
@@ -433,8 +435,13 @@ pub const KINDS: &[KindSpec] = &[
                 field("to", Text).required().searched(),
                 field("subject", Text).required().searched(),
                 field("body", LongText),
-                field("status", Enum(MESSAGE_STATUS)).default("draft"),
-                field("sent_at", DateTime),
+                field("status", Enum(MESSAGE_STATUS))
+                    .default("draft")
+                    .system(),
+                field("sent_at", DateTime).system(),
+                field("sender", Text).system(),
+                field("reply", Text).system(),
+                field("error", Text).system(),
             ],
             &["subject"],
         ),
