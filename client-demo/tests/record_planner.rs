@@ -159,7 +159,7 @@ fn fixture_empty() -> Fixture {
         write: true,
         issued_at: 0,
         expires_at: u64::MAX,
-        code: String::new(),
+        code: "R1".into(),
     };
     let token = sign(&[7; 32], &claims);
     Replica::init(tmp.path(), "r", "ws://127.0.0.1:1/sync", &token).expect("init");
@@ -193,7 +193,7 @@ fn fixture(seed: u64) -> Fixture {
         let company = rng.random_range(0..COMPANIES.len());
         let mut given = Vec::new();
         let mut missing = false;
-        for f in kind.fields.iter().filter(|f| !f.hidden) {
+        for f in kind.fields.iter().filter(|f| !f.hidden && !f.system) {
             if !f.required && !rng.random_bool(0.6) {
                 continue;
             }
@@ -236,7 +236,7 @@ fn fixture(seed: u64) -> Fixture {
             .find(|s| s.id == id.to_string())
             .expect("edited record is listed");
         let mut given = Vec::new();
-        for f in kind.fields.iter().filter(|f| !f.hidden) {
+        for f in kind.fields.iter().filter(|f| !f.hidden && !f.system) {
             if !rng.random_bool(0.3) {
                 continue;
             }

@@ -23,6 +23,10 @@ fn value_for(
     client: &str,
     n: usize,
 ) -> Option<String> {
+    if field["system"] == true {
+        // Written by Ficha itself (numbers, events, delivery state): refused by hand.
+        return None;
+    }
     Some(match field["type"].as_str()? {
         "text" => format!("texto {n} Implementación"),
         "long_text" => format!("notas del registro {n}"),

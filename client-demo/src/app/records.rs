@@ -54,6 +54,7 @@ pub fn kinds_json() -> Json {
                         "required": f.required,
                         "merge": f.merge,
                         "search": f.search,
+                        "system": f.system,
                     });
                     if let FieldType::Enum(values) = f.ty {
                         o["values"] = json!(values);
