@@ -82,6 +82,10 @@ impl From<SessionError<StoreError>> for SyncError {
 /// Live connection state, shared with the HTTP API.
 #[derive(Default)]
 pub struct SyncStatus {
+    /// Counts what a watching page must re-read: documents received, the link going up or down.
+    revision: tokio::sync::watch::Sender<u64>,
+    /// Set by the page's "offline" switch: the link is cut until it is cleared.
+    offline: tokio::sync::watch::Sender<bool>,
     connected: AtomicBool,
     restarting: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
@@ -90,6 +94,27 @@ pub struct SyncStatus {
 }
 
 impl SyncStatus {
+    /// Changes whenever documents arrive from the relay or the link changes state.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    fn bump(&self) {
+        self.revision.send_modify(|r| *r += 1);
+    }
+
+    /// Cuts the link to the relay (true) or lets it reconnect (false); edits keep being made
+    /// and kept locally meanwhile.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.send_replace(offline);
+        self.bump();
+    }
+
+    /// Whether the link was cut by hand.
+    pub fn offline(&self) -> bool {
+        *self.offline.borrow()
+    }
+
     /// Whether a session with the relay is open.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
@@ -152,6 +177,7 @@ impl SyncStatus {
     }
 
     fn set(&self, connected: bool, error: Option<String>) {
+        self.bump();
         self.connected.store(connected, Ordering::Relaxed);
         if connected {
             self.restarting.store(false, Ordering::Relaxed);
@@ -223,10 +249,20 @@ pub async fn run_forever(
     shutdown: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut offline = status.offline.subscribe();
     loop {
+        if *offline.borrow_and_update() {
+            status.set(false, None);
+            tokio::select! {
+                _ = offline.wait_for(|cut| !cut) => {}
+                _ = shutdown.notified() => return,
+            }
+            backoff = Duration::from_millis(200);
+        }
         let run = session(&store, Mode::Forever, &notify, &status);
         let result = tokio::select! {
             r = run => r,
+            _ = offline.wait_for(|cut| *cut) => continue,
             _ = shutdown.notified() => return,
         };
         status.end_round();
@@ -347,7 +383,11 @@ async fn session(
                     }
                 }
                 // redb commits block; keep them off the async workers' hot path.
-                tokio::task::block_in_place(|| session.receive(&mut SyncStore(store), frame))?
+                let replies = tokio::task::block_in_place(|| session.receive(&mut SyncStore(store), frame))?;
+                if documents > 0 {
+                    status.bump();
+                }
+                replies
             }
             _ = notify.notified(), if matches!(mode, Mode::Forever) => {
                 upload_blobs_in_background(store);

@@ -157,6 +157,8 @@ pub struct ImportedRow<'a> {
 pub struct Replica {
     store: Arc<Store>,
     changed: Arc<Notify>,
+    /// Counts local edits, for pages watching the replica live (`GET /api/events`).
+    revision: Arc<tokio::sync::watch::Sender<u64>>,
     acting: Acting,
 }
 
@@ -227,6 +229,7 @@ impl Replica {
         Ok(Self {
             store: Arc::new(store),
             changed: Arc::new(Notify::new()),
+            revision: Arc::new(tokio::sync::watch::Sender::new(0)),
             acting: Acting {
                 actor,
                 employee: None,
@@ -285,6 +288,12 @@ impl Replica {
 
     pub(crate) fn edited(&self) {
         self.changed.notify_one();
+        self.revision.send_modify(|r| *r += 1);
+    }
+
+    /// Changes whenever a local edit is committed.
+    pub fn edits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     /// Starts a batch of edits that become durable together (imports, bulk actions).

@@ -117,6 +117,7 @@ impl Replica {
         Ok(Replica {
             store: self.store.clone(),
             changed: self.changed.clone(),
+            revision: self.revision.clone(),
             acting: Acting {
                 actor: Actor::employee(&self.store.identity().name, &employee.id, &employee.name),
                 employee: Some((employee.role(), company)),

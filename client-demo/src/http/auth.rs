@@ -22,7 +22,8 @@ use crate::app::{AppError, Employee, Replica};
 
 /// The file `ficha init` writes the API key to (mode 0600).
 pub const API_KEY_FILE: &str = "api.key";
-/// The session cookie's name.
+/// The session cookie's name, before the replica's own suffix: browsers keep cookies per host,
+/// not per port, so two replicas served on one machine need cookies of their own names.
 pub const COOKIE: &str = "ficha_session";
 /// How long a session lasts without use.
 const IDLE: Duration = Duration::from_secs(12 * 3600);
@@ -72,6 +73,8 @@ struct Session {
 /// The API key, the open sessions and the one-time sign-in link.
 pub struct Auth {
     key: String,
+    /// This replica's session cookie name.
+    cookie: String,
     sessions: Mutex<HashMap<String, Session>>,
     link: Mutex<Option<String>>,
 }
@@ -96,7 +99,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Auth {
     /// With the replica's key; no session yet.
     pub fn new(key: String) -> Self {
+        let suffix = blake3::hash(key.as_bytes()).to_hex();
         Auth {
+            cookie: format!("{COOKIE}_{}", &suffix[..12]),
             key,
             sessions: Mutex::new(HashMap::new()),
             link: Mutex::new(None),
@@ -125,7 +130,7 @@ impl Auth {
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<Caller> {
-        let id = cookie(headers)?;
+        let id = cookie(&self.cookie, headers)?;
         let mut sessions = lock(&self.sessions);
         let s = sessions.get_mut(&id)?;
         if s.seen.elapsed() >= IDLE {
@@ -137,7 +142,7 @@ impl Auth {
     }
 
     fn close(&self, headers: &HeaderMap) {
-        if let Some(id) = cookie(headers) {
+        if let Some(id) = cookie(&self.cookie, headers) {
             lock(&self.sessions).remove(&id);
         }
     }
@@ -155,19 +160,19 @@ impl Auth {
     }
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
+fn cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
-fn set_cookie(id: &str) -> String {
-    format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/")
+fn set_cookie(name: &str, id: &str) -> String {
+    format!("{name}={id}; HttpOnly; SameSite=Strict; Path=/")
 }
 
 fn unauthorised(message: &str) -> Response {
@@ -237,7 +242,7 @@ pub(super) async fn sign_in(
     };
     let id = s.auth.open(Caller::Employee(employee.id.clone()));
     (
-        [(header::SET_COOKIE, set_cookie(&id))],
+        [(header::SET_COOKIE, set_cookie(&s.auth.cookie, &id))],
         axum::Json(json!({ "employee": employee })),
     )
         .into_response()
@@ -247,7 +252,10 @@ pub(super) async fn sign_in(
 pub(super) async fn sign_out(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     s.auth.close(&headers);
     (
-        [(header::SET_COOKIE, format!("{COOKIE}=; Max-Age=0; Path=/"))],
+        [(
+            header::SET_COOKIE,
+            format!("{}=; Max-Age=0; Path=/", s.auth.cookie),
+        )],
         axum::Json(json!({ "ok": true })),
     )
         .into_response()
@@ -262,5 +270,11 @@ pub(super) async fn link(State(s): State<ApiState>, token: &str) -> Option<Respo
     *link = None;
     drop(link);
     let id = s.auth.open(Caller::Replica);
-    Some(([(header::SET_COOKIE, set_cookie(&id))], Redirect::to("/")).into_response())
+    Some(
+        (
+            [(header::SET_COOKIE, set_cookie(&s.auth.cookie, &id))],
+            Redirect::to("/"),
+        )
+            .into_response(),
+    )
 }

@@ -9,13 +9,14 @@ mod auth;
 mod cases;
 mod guard;
 mod records;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -118,6 +119,17 @@ async fn created(
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/app.js", get(web::app_js))
+        .route("/i18n.js", get(web::i18n_js))
+        .route("/app.css", get(web::app_css))
+        .route("/clients", get(web::app_page))
+        .route("/clients/{id}", get(web::app_page))
+        .route("/archive", get(web::app_page))
+        .route("/trash", get(web::app_page))
+        .route("/duplicates", get(web::app_page))
+        .route("/notifications", get(web::app_page))
+        .route("/api/events", get(web::events))
+        .route("/api/sync", post(web::switch))
         .route("/api/status", get(status))
         .route("/api/metrics", get(metrics))
         .route("/api/clients/bulk", post(bulk))
@@ -207,7 +219,7 @@ async fn page(State(s): State<ApiState>, Query(q): Query<PageQuery>) -> Response
     {
         return signed_in;
     }
-    Html(include_str!("../page.html")).into_response()
+    web::shell()
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {
@@ -220,7 +232,9 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     let last_error = s.sync.last_error();
     let progress = s.sync.progress();
     let status = blocking(&s, move |r| r.status(relay, sync, last_error, progress)).await?;
-    Ok(Json(json!(status)))
+    let mut status = json!(status);
+    status["offline"] = json!(s.sync.offline());
+    Ok(Json(status))
 }
 
 /// Query parameters of `GET /api/clients` and `GET /api/metrics`, and the filter of a bulk

@@ -1,0 +1,159 @@
+// Staff's day in the web app, in Debian's headless Chromium (run by tests/tests/web.rs).
+// Exits non-zero, naming the step, at the first thing a person would see go wrong.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+
+const env = k => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
+const [A, B, SHOTS] = [env('A_URL'), env('B_URL'), env('SHOTS')];
+const step = async (name, f) => {
+  try { return await f(); } catch (e) { console.error(`step failed: ${name}: ${e.message}`); throw e; }
+};
+const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
+  executablePath: env('CHROMIUM'),
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+});
+ctx.setDefaultTimeout(15000);
+const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+try {
+  const a = await ctx.newPage();
+  await step('sign in as an employee', async () => {
+    await a.goto(A + '/');
+    await a.locator('#signin').waitFor({ state: 'visible' });
+    await a.getByLabel('Empleado (código)').fill(env('EMPLOYEE'));
+    await a.getByLabel('Contraseña').fill(env('PASSWORD'));
+    await a.locator('#signin button').click();
+    await a.locator('#who', { hasText: 'Lucía Recepción' }).waitFor();
+  });
+  const id = await step('create a client', async () => {
+    const f = a.locator('form[data-form="new-client"]');
+    await f.getByLabel('Empresa').fill('acme');
+    await f.getByLabel('Nombre').fill('Marta Ruiz Calleja');
+    await f.getByLabel('Email').fill('marta@example.com');
+    await f.getByRole('button', { name: 'Crear cliente' }).click();
+    await a.waitForURL(/\/clients\/[0-9a-f-]{36}/);
+    await a.locator('#name', { hasText: 'Marta Ruiz Calleja' }).waitFor();
+    return a.url().match(/clients\/([0-9a-f-]{36})/)[1];
+  });
+  console.log('client ' + id);
+  await step('find it by search', async () => {
+    await a.goto(A + '/clients');
+    await a.keyboard.press('/');
+    await a.keyboard.type('Ruiz Calle');
+    await a.locator('#rows a', { hasText: 'Marta Ruiz Calleja' }).waitFor();
+    await a.locator('#count', { hasText: /1 de 1/ }).waitFor();
+  });
+  await step('open its file by URL, and again after a reload', async () => {
+    await a.goto(`${A}/clients/${id}`);
+    await a.locator('#name', { hasText: 'Marta Ruiz Calleja' }).waitFor();
+    await a.reload();
+    await a.locator('#name', { hasText: 'Marta Ruiz Calleja' }).waitFor();
+  });
+  const b = await ctx.newPage();
+  await step("open the same file on the other branch's page", async () => {
+    await b.goto(env('B_LINK'));
+    await b.goto(`${B}/clients/${id}`);
+    await b.locator('#name', { hasText: 'Marta Ruiz Calleja' }).waitFor({ timeout: 20000 });
+    await b.locator('[data-tab="notes"]').click();
+  });
+  await step('a note typed offline appears on the other page once back online, without a reload', async () => {
+    await a.locator('#offline').check();
+    await a.locator('#status', { hasText: 'Desconectado a mano' }).waitFor();
+    await a.locator('[data-tab="notes"]').click();
+    await a.locator('form[data-form="note"] textarea').fill('Nota escrita sin conexión');
+    await a.locator('form[data-form="note"] button', { hasText: 'Añadir nota' }).click();
+    await a.locator('[data-panel="notes"] .data', { hasText: 'Nota escrita sin conexión' }).waitFor();
+    await shot(a, 'offline-note');
+    await b.waitForTimeout(1500);
+    if (await b.locator('[data-panel="notes"] .data', { hasText: 'Nota escrita sin conexión' }).count()) {
+      throw new Error('the note crossed while A was offline');
+    }
+    await b.evaluate(() => { window.__marker = 1; });
+    await a.locator('#offline').uncheck();
+    await b.locator('[data-panel="notes"] .data', { hasText: 'Nota escrita sin conexión' }).waitFor({ timeout: 20000 });
+    if (await b.evaluate(() => window.__marker) !== 1) throw new Error('page B reloaded');
+  });
+  await step('edit-to-DOM latency across replicas', async () => {
+    const ms = [];
+    for (let i = 0; i < 20; i++) {
+      const text = `latido ${i}`;
+      const t0 = Date.now();
+      await a.evaluate(async ([id, text]) => {
+        const r = await fetch(`/api/clients/${id}/notes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text }) });
+        if (!r.ok) throw new Error(await r.text());
+      }, [id, text]);
+      await b.locator('[data-panel="notes"] .data', { hasText: text }).waitFor({ timeout: 10000 });
+      ms.push(Date.now() - t0);
+    }
+    ms.sort((x, y) => x - y);
+    console.log(`latency edit->DOM ms: p50 ${ms[10]} p99 ${ms[19]} (20 edits)`);
+  });
+  await step('the add-case form says which required field is missing, next to it', async () => {
+    await a.locator('[data-tab="cases"]').click();
+    const f = a.locator('form[data-form="case"]');
+    await f.waitFor();
+    await f.locator('textarea[name="description"]').fill('La impresora no imprime');
+    await f.getByRole('button', { name: 'Abrir caso' }).click();
+    await f.locator('.error[data-for="title"]', { hasText: 'obligatorio' }).waitFor();
+    await shot(a, 'case-missing-title');
+    await f.locator('input[name="title"]').fill('No imprime');
+    await f.getByRole('button', { name: 'Abrir caso' }).click();
+    const said = f.locator('.error[data-for="_form"]:not(:empty)');
+    await said.waitFor();
+    const text = await said.textContent();
+    if (!/Caso .+-\d+ abierto/.test(text)) throw new Error('the case was not opened: ' + text);
+    await a.locator('[data-panel="cases"] .data', { hasText: 'No imprime' }).waitFor();
+  });
+  await step('a quick time entry', async () => {
+    await a.locator('[data-tab="time"]').click();
+    const f = a.locator('form[data-form="time"]');
+    await f.locator('textarea[name="text"]').fill('Revisión de la instalación');
+    await f.locator('input[name="minutes"]').fill('45');
+    await f.getByRole('button', { name: 'Terminar' }).click();
+    await f.locator('.error[data-for="_form"]', { hasText: 'Tiempo registrado' }).waitFor();
+  });
+  await step('a wallet spent twice offline shows the overdraft banner on both pages', async () => {
+    const move = async (page, type, amount) => {
+      await page.locator('[data-tab="wallet"]').click();
+      const f = page.locator('form[data-form="wallet"]');
+      await f.locator('select[name="type"]').selectOption(type);
+      await f.locator('input[name="amount"]').fill(amount);
+      await f.getByRole('button', { name: 'Registrar' }).click();
+      await f.locator('.error[data-for="_form"]').waitFor({ state: 'hidden' });
+    };
+    await move(a, 'add_funds', '10.00EUR');
+    await b.locator('[data-tab="wallet"]').click();
+    await b.locator('#balance', { hasText: '10' }).waitFor({ timeout: 20000 });
+    await a.locator('#offline').check();
+    await b.locator('#offline').check();
+    await move(a, 'deduct', '8.00EUR');
+    await move(b, 'deduct', '8.00EUR');
+    await a.locator('#offline').uncheck();
+    await b.locator('#offline').uncheck();
+    await a.locator('#overdraft').waitFor({ timeout: 20000 });
+    await b.locator('#overdraft').waitFor({ timeout: 20000 });
+    await shot(b, 'overdraft');
+  });
+  await step('the page in English and in Spanish', async () => {
+    await a.goto(`${A}/clients?lang=en`);
+    if (await a.evaluate(() => document.documentElement.lang) !== 'en') throw new Error('lang is not en');
+    await a.locator('header nav a', { hasText: 'Clients' }).waitFor();
+    await a.locator('th button', { hasText: 'Last update' }).waitFor();
+    await a.goto(`${A}/clients?lang=es`);
+    if (await a.evaluate(() => document.documentElement.lang) !== 'es') throw new Error('lang is not es');
+    await a.locator('th button', { hasText: 'Última actualización' }).waitFor();
+  });
+  await step('every input has a label, and the page fits 390 px', async () => {
+    await a.goto(`${A}/clients/${id}`);
+    await a.locator('#name', { hasText: 'Marta' }).waitFor();
+    const unlabelled = await a.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+      .filter(el => el.type !== 'hidden' && !el.labels?.length && !el.getAttribute('aria-label')).map(el => el.name || el.id));
+    if (unlabelled.length) throw new Error('inputs without a label: ' + unlabelled.join(', '));
+    await a.setViewportSize({ width: 390, height: 844 });
+    const wide = await a.evaluate(() => document.documentElement.scrollWidth);
+    await shot(a, 'file-390px');
+    if (wide > 400) throw new Error(`the page is ${wide} px wide at 390 px`);
+  });
+} finally {
+  await ctx.close();
+}

@@ -1,0 +1,90 @@
+//! The web app in a real browser: Debian's headless Chromium, driven by playwright-core
+//! (`tests/browser/web.mjs`), against two real `ficha serve` replicas and a relay.
+//!
+//! CI installs Chromium and the pinned npm packages (`.ci/run`); run locally without them,
+//! this test says what is missing and passes, unless CI=true, where it fails.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use ficha_e2e::{Relay, Served};
+use serde_json::json;
+
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    })
+}
+
+#[test]
+fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<()> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let (Some(browser), true) = (
+        chromium(),
+        here.join("node_modules/playwright-core").exists(),
+    ) else {
+        let what = "the browser test needs Debian's chromium and `npm ci --prefix tests/browser`";
+        if ci {
+            bail!("{what}: .ci/run installs both");
+        }
+        eprintln!("SKIPPED: {what}");
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
+    let b = relay.replica(&tmp.path().join("b"), "branch-b", &["acme"])?;
+    let (sa, sb) = (Served::start(&a)?, Served::start(&b)?);
+    let (status, hired) = sa.post(
+        "/api/employees",
+        json!({"company": "acme", "name": "Lucía Recepción", "code": "L1", "role": "staff", "password": "clave-larga-1"}),
+    )?;
+    anyhow::ensure!(status == 200, "employee: {hired}");
+    let (status, cat) = sa.post(
+        "/api/records",
+        json!({"kind": "case_category", "company": "acme", "name": "Problema técnico"}),
+    )?;
+    anyhow::ensure!(status == 200, "category: {cat}");
+    let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.path().to_path_buf())
+        .join("screenshots");
+    std::fs::create_dir_all(&out_dir)?;
+    let run = Command::new("node")
+        .arg(here.join("web.mjs"))
+        .env("CHROMIUM", &browser)
+        .env("A_URL", &sa.base)
+        .env("B_URL", &sb.base)
+        .env(
+            "B_LINK",
+            sb.sign_in_link().context("B printed a sign-in link")?,
+        )
+        .env("EMPLOYEE", "L1")
+        .env("PASSWORD", "clave-larga-1")
+        .env("SHOTS", &out_dir)
+        .env("PROFILE", tmp.path().join("chromium-profile"))
+        .output()
+        .context("run node")?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}\n{stderr}\nscreenshots in {}", out_dir.display());
+    anyhow::ensure!(run.status.success(), "the browser run failed");
+    // What the browser did reached both replicas' stores, not only their pages.
+    let client = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client "))
+        .context("the script names the client it made")?
+        .trim()
+        .to_string();
+    let on_b = sb.get(&format!("/api/clients/{client}"))?;
+    let notes = ficha_e2e::note_texts(&on_b);
+    anyhow::ensure!(
+        notes.contains("Nota escrita sin conexión"),
+        "the note typed offline on A is on B: {notes:?}"
+    );
+    Ok(())
+}
