@@ -250,6 +250,25 @@ impl Replica {
     pub fn sync(&self) -> Result<()> {
         self.ok(&["sync"]).map(|_| ())
     }
+
+    /// `ficha client add --company C --name N`; returns the new client's id.
+    pub fn add_client(&self, company: &str, name: &str) -> Result<String> {
+        self.ok(&["client", "add", "--company", company, "--name", name])
+    }
+
+    /// `ficha employee add --company C --name N --code K`; returns the employee's id.
+    pub fn add_employee(&self, company: &str, name: &str, code: &str) -> Result<String> {
+        self.ok(&[
+            "employee",
+            "add",
+            "--company",
+            company,
+            "--name",
+            name,
+            "--code",
+            code,
+        ])
+    }
 }
 
 /// A running `ficha serve`, killed on drop.
@@ -291,6 +310,11 @@ impl Served {
             key,
             stdout,
         })
+    }
+
+    /// The process id, for a test that stops the server under a page that has it open.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The one-time sign-in link it printed (`http://…/?token=…`).

@@ -154,6 +154,18 @@ try {
     await shot(a, 'file-390px');
     if (wide > 400) throw new Error(`the page is ${wide} px wide at 390 px`);
   });
+  await step('when ficha serve stops, the page says so and keeps what was typed', async () => {
+    await a.setViewportSize({ width: 1280, height: 800 });
+    await a.locator('[data-tab="notes"]').click();
+    process.kill(Number(env('A_PID')), 'SIGKILL');
+    const f = a.locator('form[data-form="note"]');
+    await f.locator('textarea').fill('Escrita con el servidor parado');
+    await f.locator('button', { hasText: 'Añadir nota' }).click();
+    await a.locator('#server', { hasText: 'no responde' }).waitFor();
+    await f.locator('.retry').waitFor();
+    if (await f.locator('textarea').inputValue() !== 'Escrita con el servidor parado') throw new Error('the typed note was lost');
+    await shot(a, 'server-stopped');
+  });
 } finally {
   await ctx.close();
 }

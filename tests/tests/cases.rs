@@ -52,34 +52,9 @@ fn offline_branches_number_cases_apart_and_the_assignee_is_notified_on_their_rep
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
     let b = relay.replica(&tmp.path().join("b"), "branch-b", &["acme"])?;
-    let client = a.ok(&[
-        "client",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Talleres Ruiz",
-    ])?;
-    let ana = a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Ana",
-        "--code",
-        "ANA",
-    ])?;
-    a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Luis",
-        "--code",
-        "LUIS",
-    ])?;
+    let client = a.add_client("acme", "Talleres Ruiz")?;
+    let ana = a.add_employee("acme", "Ana", "ANA")?;
+    a.add_employee("acme", "Luis", "LUIS")?;
     a.sync()?;
     b.sync()?;
 
@@ -266,24 +241,8 @@ fn an_sla_plan_pauses_while_pending_and_the_office_sees_cases_at_risk() -> Resul
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
-    let client = a.ok(&[
-        "client",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Clínica Sol",
-    ])?;
-    a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Ana",
-        "--code",
-        "ANA",
-    ])?;
+    let client = a.add_client("acme", "Clínica Sol")?;
+    a.add_employee("acme", "Ana", "ANA")?;
     // Round the clock, so the test does not depend on when it runs.
     a.ok(&[
         "record",
@@ -348,7 +307,7 @@ fn cases_notifications_and_time_work_over_http_for_the_signed_in_employee() -> R
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let a = relay.replica(&tmp.path().join("a"), "branch-a", &["acme"])?;
-    let client = a.ok(&["client", "add", "--company", "acme", "--name", "Sol"])?;
+    let client = a.add_client("acme", "Sol")?;
     let served = Served::start(&a)?;
     let (st, _) = served.post(
         "/api/employees",

@@ -169,7 +169,7 @@ fn a_refused_recipient_fails_with_the_reason_and_a_server_down_keeps_the_queue()
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let office = relay.replica(&tmp.path().join("office"), "office", &["acme"])?;
-    let client = office.ok(&["client", "add", "--company", "acme", "--name", "Luis"])?;
+    let client = office.add_client("acme", "Luis")?;
     let bad = office.ok(&[
         "message",
         "send",

@@ -28,35 +28,10 @@ fn two_laptops_offline_end_with_one_project_and_one_task_and_every_entry() -> Re
     let a = relay.replica(&tmp.path().join("a"), "laptop-a", &["acme"])?;
     let b = relay.replica(&tmp.path().join("b"), "laptop-b", &["acme"])?;
     let hq = relay.replica(&tmp.path().join("hq"), "central", &["acme"])?;
-    let client = a.ok(&[
-        "client",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Talleres Ruiz",
-    ])?;
+    let client = a.add_client("acme", "Talleres Ruiz")?;
     a.ok(&["client", "set", &client, "code", "TRZ"])?;
-    a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Ana",
-        "--code",
-        "ANA",
-    ])?;
-    a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Luis",
-        "--code",
-        "LUIS",
-    ])?;
+    a.add_employee("acme", "Ana", "ANA")?;
+    a.add_employee("acme", "Luis", "LUIS")?;
     for r in [&a, &b, &hq] {
         r.sync()?;
     }
@@ -206,18 +181,9 @@ fn several_active_projects_without_the_clients_code_are_a_question() -> Result<(
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"), 0)?;
     let a = relay.replica(&tmp.path().join("a"), "laptop-a", &["acme"])?;
-    let client = a.ok(&["client", "add", "--company", "acme", "--name", "Sol"])?;
+    let client = a.add_client("acme", "Sol")?;
     a.ok(&["client", "set", &client, "code", "SOL"])?;
-    a.ok(&[
-        "employee",
-        "add",
-        "--company",
-        "acme",
-        "--name",
-        "Ana",
-        "--code",
-        "ANA",
-    ])?;
+    a.add_employee("acme", "Ana", "ANA")?;
     let p1 = a.ok(&[
         "record",
         "add",

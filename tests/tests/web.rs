@@ -58,6 +58,7 @@ fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<(
         .arg(here.join("web.mjs"))
         .env("CHROMIUM", &browser)
         .env("A_URL", &sa.base)
+        .env("A_PID", sa.pid().to_string())
         .env("B_URL", &sb.base)
         .env(
             "B_LINK",
