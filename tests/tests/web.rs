@@ -49,10 +49,8 @@ fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<(
         json!({"kind": "case_category", "company": "acme", "name": "Problema técnico"}),
     )?;
     anyhow::ensure!(status == 200, "category: {cat}");
-    let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| tmp.path().to_path_buf())
-        .join("screenshots");
+    // Kept after the run (target/tmp/screenshots) so a person can look.
+    let out_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&out_dir)?;
     let run = Command::new("node")
         .arg(here.join("web.mjs"))
