@@ -177,7 +177,6 @@ impl SyncStatus {
     }
 
     fn set(&self, connected: bool, error: Option<String>) {
-        self.bump();
         self.connected.store(connected, Ordering::Relaxed);
         if connected {
             self.restarting.store(false, Ordering::Relaxed);
@@ -185,6 +184,8 @@ impl SyncStatus {
         if let Ok(mut e) = self.last_error.lock() {
             *e = error;
         }
+        // After the new state is in place: a page woken by it must read it, not the old one.
+        self.bump();
     }
 }
 

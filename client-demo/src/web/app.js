@@ -15,7 +15,7 @@ const locale = () => (lang === 'es' ? 'es-ES' : 'en-GB');
 const esc = v => String(v ?? '').replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const fmtDate = v => {
   if (v === null || v === undefined || v === '') return '';
-  const d = typeof v === 'number' ? new Date(v) : new Date(v);
+  const d = new Date(v);
   if (isNaN(d)) return String(v);
   const dateOnly = typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v);
   return new Intl.DateTimeFormat(locale(), dateOnly ? { dateStyle: 'medium' } : { dateStyle: 'medium', timeStyle: 'short' }).format(d);
@@ -338,7 +338,7 @@ function fileView(id) {
       input('amount', t('wallet.amount'), { required: true }), input('note', t('wallet.note'))], t('wallet.submit'));
     onSubmit(forms('wallet').firstElementChild, d => api(`/api/clients/${enc}/wallet`, { method: 'POST', body: d }));
   }
-  const list = (items, render) => items.length ? items : [['empty', `<p>${esc(t('file.empty'))}</p>`]];
+  const list = items => items.length ? items : [['empty', `<p>${esc(t('file.empty'))}</p>`]];
   async function load() {
     let c;
     try { c = await api(`/api/clients/${enc}`); } catch (e) { if (e instanceof Offline) return; setText($('#name'), t('file.not_found')); return; }
