@@ -134,6 +134,56 @@ try {
     await b.locator('#overdraft').waitFor({ timeout: 20000 });
     await shot(b, 'overdraft');
   });
+  await step('an address added in the file and its city edited inline reach the other page', async () => {
+    await a.locator('[data-tab="contact"]').click();
+    const panel = a.locator('[data-panel="contact"]');
+    await panel.locator('summary', { hasText: 'Direcciones' }).click();
+    const f = panel.locator('form[data-form="item-addresses"]');
+    await f.getByRole('button', { name: 'Añadir' }).click();
+    await f.locator('.error[data-for="line1"]', { hasText: 'obligatorio' }).waitFor();
+    await f.locator('select[name="kind"]').selectOption('billing');
+    await f.locator('input[name="line1"]').fill('Calle Mayor 5');
+    await f.getByRole('button', { name: 'Añadir' }).click();
+    const row = panel.locator('tbody[data-section-rows="addresses"] tr', { hasText: 'Calle Mayor 5' });
+    await row.waitFor();
+    await row.locator('button.cell[data-field="city"]').click();
+    const city = row.locator('.editing input');
+    await city.fill('Sevilla');
+    await city.press('Enter');
+    await row.locator('button.cell[data-field="city"]', { hasText: 'Sevilla' }).waitFor();
+    await b.locator('[data-tab="contact"]').click();
+    await b.locator('tbody[data-section-rows="addresses"] tr', { hasText: 'Sevilla' }).waitFor({ timeout: 20000 });
+  });
+  await step('an appointment booked in the file shows as a date; its status is edited inline', async () => {
+    await a.locator('[data-tab="appointments"]').click();
+    const panel = a.locator('[data-panel="appointments"]');
+    await panel.locator('summary', { hasText: 'Cita' }).first().click();
+    const f = panel.locator('form[data-form="record-appointment"]');
+    await f.locator('input[name="start"]').fill('2027-01-15T10:30');
+    await f.locator('input[name="duration_min"]').fill('30');
+    await f.getByRole('button', { name: 'Añadir' }).click();
+    const row = panel.locator('tbody[data-kind-rows="appointment"] tr', { hasText: '15 ene 2027' });
+    await row.waitFor();
+    await row.locator('button.cell[data-field="status"]').click();
+    await row.locator('.editing select').selectOption('done');
+    await row.locator('button.cell[data-field="status"]', { hasText: 'Realizada' }).waitFor();
+    await shot(a, 'appointments');
+  });
+  await step('a field of the general data edited inline, and a live update elsewhere keeps the editor', async () => {
+    await a.locator('[data-tab="general"]').click();
+    await a.locator('button.cell[data-edit-field="phone"]').click();
+    const phone = a.locator('[data-panel="general"] .editing input');
+    await phone.fill('+34 600 123 456');
+    // An edit arriving meanwhile must not take the half-typed value away.
+    await b.evaluate(async id => {
+      await fetch(`/api/clients/${id}/notes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'mientras tanto' }) });
+    }, id);
+    await a.locator('[data-panel="notes"] .data', { hasText: 'mientras tanto' }).waitFor({ state: 'attached', timeout: 20000 });
+    if (await phone.inputValue() !== '+34 600 123 456') throw new Error('a live update took the edited value');
+    await phone.press('Enter');
+    await b.locator('[data-tab="general"]').click();
+    await b.locator('button.cell[data-edit-field="phone"]', { hasText: '+34 600 123 456' }).waitFor({ timeout: 20000 });
+  });
   await step('the page in English and in Spanish', async () => {
     await a.goto(`${A}/clients?lang=en`);
     if (await a.evaluate(() => document.documentElement.lang) !== 'en') throw new Error('lang is not en');

@@ -91,6 +91,43 @@ pub fn kinds_json() -> Json {
     Json::Array(kinds)
 }
 
+/// The client file's collections (addresses, allergies, reviews…) as JSON, for forms and tabs.
+pub fn sections_json() -> Json {
+    use ficha_domain::sections::{Kind, SECTIONS};
+    let sections: Vec<Json> = SECTIONS
+        .iter()
+        .map(|s| {
+            let fields: Vec<Json> = s
+                .fields
+                .iter()
+                .map(|f| {
+                    let ty = match f.kind {
+                        Kind::Str => "text",
+                        Kind::Body => "long_text",
+                        Kind::Bool => "bool",
+                        Kind::Date => "date",
+                        Kind::Enum(_) => "enum",
+                        Kind::Rating => "rating",
+                        Kind::List => "list",
+                    };
+                    let mut o = json!({"name": f.name, "type": ty, "required": f.required});
+                    if let Kind::Enum(values) = f.kind {
+                        o["values"] = json!(values);
+                    }
+                    o
+                })
+                .collect();
+            json!({
+                "section": s.name,
+                "clinical": s.clinical,
+                "has_primary": s.has_primary,
+                "fields": fields,
+            })
+        })
+        .collect();
+    Json::Array(sections)
+}
+
 /// Turns given values into assignments, checking each against its field; `currency=` goes
 /// with a money amount given in minor units, and `lines` values become lines.
 fn assignments(

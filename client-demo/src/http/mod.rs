@@ -121,6 +121,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(page))
         .route("/app.js", get(web::app_js))
         .route("/i18n.js", get(web::i18n_js))
+        .route("/file.js", get(web::file_js))
         .route("/app.css", get(web::app_css))
         .route("/clients", get(web::app_page))
         .route("/clients/{id}", get(web::app_page))
@@ -182,6 +183,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/messages/{id}/retry", post(cases::retry))
         .route("/api/kinds", get(records::kinds))
+        .route("/api/sections", get(records::sections))
         .route("/api/records", get(records::list).post(records::create))
         .route("/api/records/{id}", get(records::show).post(records::set))
         .route(

@@ -16,6 +16,11 @@ pub(super) async fn kinds() -> ApiResult {
     Ok(Json(crate::app::records::kinds_json()))
 }
 
+/// `GET /api/sections`: the client file's collections and their fields.
+pub(super) async fn sections() -> ApiResult {
+    Ok(Json(crate::app::records::sections_json()))
+}
+
 /// Query of `GET /api/records` and `GET /api/clients/{id}/records`.
 #[derive(Deserialize, Default)]
 pub(super) struct RecordQuery {

@@ -21,6 +21,7 @@ use super::{ApiResult, ApiState};
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const I18N_JS: &str = include_str!("../web/i18n.js");
+const FILE_JS: &str = include_str!("../web/file.js");
 const APP_CSS: &str = include_str!("../web/app.css");
 
 /// The app's HTML shell, for `/` and every page of the app (`/clients/{id}` survives a reload).
@@ -52,6 +53,11 @@ pub(super) async fn app_js() -> Response {
 /// `GET /i18n.js`.
 pub(super) async fn i18n_js() -> Response {
     asset(I18N_JS, "text/javascript; charset=utf-8")
+}
+
+/// `GET /file.js`.
+pub(super) async fn file_js() -> Response {
+    asset(FILE_JS, "text/javascript; charset=utf-8")
 }
 
 /// `GET /app.css`.

@@ -122,6 +122,8 @@ function patch(container, items) {
   let prev = null;
   for (const [key, html] of items) {
     let el = existing.get(key);
+    // A row someone is editing stays as it is until they save or cancel.
+    if (el && el.querySelector('.editing')) { existing.delete(key); prev = el; continue; }
     if (!el || el.dataset.html !== html) {
       const tpl = document.createElement('template');
       tpl.innerHTML = html.trim();
@@ -261,117 +263,6 @@ function listView(state) {
       <td><a href="/clients/${esc(c.id)}" data-nav>${esc(c.name)}</a></td><td>${esc(c.phone)}</td><td>${esc(c.email)}</td>
       <td>${esc(c.home_centre)}</td><td>${esc(c.company)}</td><td>${esc(fmtMoney(c.sales_total))}</td><td>${esc(fmtDate(c.last_update))}</td></tr>`]));
   }
-  return load;
-}
-
-const TABS = ['general', 'notes', 'comments', 'alerts', 'records', 'cases', 'time', 'wallet', 'activity'];
-function fileView(id) {
-  let tab = location.hash.slice(1) || 'general';
-  if (!TABS.includes(tab)) tab = 'general';
-  const root = $('#view');
-  root.innerHTML = `<h1 id="name"></h1><div id="banner"></div>
-    <div class="tabs" role="tablist">${TABS.map(k => `<button role="tab" data-tab="${k}" aria-selected="${k === tab}">${esc(t('file.' + k))}</button>`).join('')}</div>
-    ${TABS.map(k => `<section data-panel="${k}" ${k === tab ? '' : 'hidden'}><div class="data"></div><div class="forms"></div></section>`).join('')}`;
-  root.querySelectorAll('[data-tab]').forEach(b => b.onclick = () => {
-    tab = b.dataset.tab; history.replaceState(null, '', '#' + tab);
-    root.querySelectorAll('[data-tab]').forEach(x => x.setAttribute('aria-selected', x === b));
-    root.querySelectorAll('[data-panel]').forEach(p => { p.hidden = p.dataset.panel !== tab; });
-  });
-  const forms = k => root.querySelector(`[data-panel="${k}"] .forms`);
-  const data = k => root.querySelector(`[data-panel="${k}"] .data`);
-  const enc = encodeURIComponent(id);
-  const canWrite = () => me?.role !== 'viewer';
-  let built = false;
-  async function buildForms(c) {
-    if (!canWrite()) return;
-    forms('notes').innerHTML = form('note', [input('text', t('note.text'), { type: 'textarea', required: true })], t('note.add'));
-    onSubmit(forms('notes').firstElementChild, d => api(`/api/clients/${enc}/notes`, { method: 'POST', body: d }));
-    forms('comments').innerHTML = form('comment', [input('text', t('comment.text'), { type: 'textarea', required: true }),
-      input('priority', t('alert.priority'), { options: [['low', 'low'], ['normal', 'normal'], ['high', 'high']] })], t('comment.add'));
-    onSubmit(forms('comments').firstElementChild, d => api(`/api/clients/${enc}/comments`, { method: 'POST', body: d }));
-    forms('alerts').innerHTML = form('alert', [input('type', t('alert.type'), { required: true, options: [['allergy', 'allergy'], ['medical', 'medical'], ['payment', 'payment'], ['other', 'other']] }),
-      input('priority', t('alert.priority'), { required: true, options: [['low', 'low'], ['normal', 'normal'], ['high', 'high'], ['critical', 'critical']] }),
-      input('description', t('alert.description'), { required: true })], t('alert.add'));
-    onSubmit(forms('alerts').firstElementChild, d => api(`/api/clients/${enc}/alerts`, { method: 'POST', body: d }));
-    // The add-case form comes from the registry's case kind: every field, required ones marked.
-    const kinds = await api('/api/kinds');
-    const caseKind = kinds.find(k => k.kind === 'case');
-    const employees = await api('/api/employees').catch(() => []);
-    // Company-level kinds (categories, employees) are offered from the client's company, the
-    // rest (contacts, policies) from the client's own records.
-    const refOptions = async kind => {
-      if (kind === 'employee') return employees.map(e => [e.id, e.name || e.code]);
-      const level = kinds.find(k => k.kind === kind)?.parent === 'company'
-        ? `company=${encodeURIComponent(c.company)}` : `client=${enc}`;
-      return (await api(`/api/records?kind=${kind}&${level}`).catch(() => []))
-        .map(r => [r.id, r.title || r.fields?.name || r.name || r.id]);
-    };
-    const caseFields = [];
-    for (const f of caseKind.fields.filter(f => !f.system)) {
-      const label = t('field.' + f.name) === 'field.' + f.name ? f.name : t('field.' + f.name);
-      let options = null;
-      if (f.type === 'enum') options = f.values.map(v => [v, v]);
-      if (f.type === 'reference') options = await refOptions(f.references);
-      // A text field with a per-company list (`case_category`) is offered as that list, and the
-      // contact among this client's contacts, as the add-case document describes.
-      if (f.name === 'category' && kinds.some(k => k.kind === 'case_category')) {
-        options = (await refOptions('case_category')).map(([, name]) => [name, name]);
-      }
-      if (f.name === 'contact') options = (c.contacts || []).map(p => [p.name || p.id, p.name || p.email || p.id]);
-      caseFields.push(input(f.name, label, { required: f.required, options, type: f.type === 'long_text' ? 'textarea' : 'text', value: f.default || '' }));
-    }
-    forms('cases').innerHTML = form('case', caseFields, t('case.add'));
-    onSubmit(forms('cases').firstElementChild, async d => {
-      const r = await api('/api/cases', { method: 'POST', body: { ...d, client: id } });
-      return t('case.created', { number: r.number });
-    });
-    forms('time').innerHTML = form('time', [input('text', t('time.text'), { type: 'textarea', required: true }),
-      input('employee', t('time.employee'), { required: true, options: employees.map(e => [e.id, e.name || e.code]), value: me?.employee?.id || '' }),
-      input('date', t('time.date'), { type: 'date', required: true, value: new Date().toISOString().slice(0, 10) }),
-      input('minutes', t('time.minutes'), { type: 'number' }), input('next_action', t('time.next'), { type: 'date' })], t('time.add'));
-    onSubmit(forms('time').firstElementChild, async d => {
-      if (d.minutes) d.minutes = Number(d.minutes);
-      await api(`/api/clients/${enc}/time`, { method: 'POST', body: d });
-      return t('time.done');
-    });
-    forms('wallet').innerHTML = form('wallet', [input('type', t('wallet.type'), { required: true, options: [['add_funds', t('wallet.add')], ['deduct', t('wallet.deduct')], ['reward', t('wallet.reward')]] }),
-      input('amount', t('wallet.amount'), { required: true }), input('note', t('wallet.note'))], t('wallet.submit'));
-    onSubmit(forms('wallet').firstElementChild, d => api(`/api/clients/${enc}/wallet`, { method: 'POST', body: d }));
-  }
-  const list = items => items.length ? items : [['empty', `<p>${esc(t('file.empty'))}</p>`]];
-  async function load() {
-    let c;
-    try { c = await api(`/api/clients/${enc}`); } catch (e) { if (e instanceof Offline) return; setText($('#name'), t('file.not_found')); return; }
-    if (!built) { built = true; buildForms(c); }
-    setText($('#name'), c.name);
-    document.title = c.name + ' · Ficha';
-    const critical = [...c.alerts.filter(a => a.active && a.priority === 'critical'), ...(c.allergies || []).filter(a => a.active !== false)];
-    const overdraft = c.wallet?.overdraft;
-    setHtml($('#banner'), (critical.length ? `<p class="banner" role="alert">${esc(t('file.critical'))}: ${critical.map(a => esc(a.description || a.substance || a.name)).join(' · ')}</p>` : '')
-      + (overdraft ? `<p class="banner" id="overdraft" role="alert">${esc(t('wallet.overdraft'))}</p>` : ''));
-    const general = [['name', c.name], ['email', c.email], ['phone', c.phone], ['company', c.company], ['state', t('state.' + c.state)],
-      ['additional_info', c.additional_info], ...Object.entries(c.profile || {})];
-    const conflicts = c.conflicts || {};
-    patch(data('general'), general.map(([k, v]) => [k, `<p><b>${esc(t('field.' + k) === 'field.' + k ? k : t('field.' + k))}</b>: <span class="value">${esc(v)}</span>
-      ${conflicts[k] ? `<span class="conflict">${esc(t('file.conflict'))}: ${conflicts[k].map(o => `<button data-pick-field="${esc(k)}" data-value="${esc(o)}">${esc(o)}</button>`).join(' ')}</span>` : ''}</p>`]));
-    patch(data('notes'), list(c.notes.filter(n => n.active).map(n => [n.id, `<article><p>${esc(n.text)}</p><small>${esc(fmtDate(n.created_at))}</small></article>`])));
-    patch(data('comments'), list(c.comments.filter(n => n.active !== false).map(n => [n.id, `<article><p>${esc(n.text)}</p><small>${esc(n.priority)} · ${esc(fmtDate(n.created_at))}</small></article>`])));
-    patch(data('alerts'), list(c.alerts.filter(a => a.active).map(a => [a.id, `<article><p><b>${esc(a.type)}</b> (${esc(a.priority)}): ${esc(a.description)}</p></article>`])));
-    patch(data('activity'), list([...c.log].reverse().map(l => [l.id, `<li>${esc(fmtDate(l.at))} · ${esc(l.who)} · ${esc(l.kind)} ${esc(l.text)}</li>`])));
-    const records = await api(`/api/clients/${enc}/records`).catch(() => []);
-    const rows = Array.isArray(records) ? records : Object.values(records).flat();
-    patch(data('records'), list(rows.map(r => [r.id, `<p><b>${esc(r.kind)}</b> ${esc(r.title || r.number || '')} ${esc(r.status || '')} ${esc(fmtDate(r.date || r.created_at))}</p>`])));
-    const cases = await api(`/api/cases?client=${enc}`).catch(() => []);
-    patch(data('cases'), list(cases.map(k => [k.id, `<p><b>${esc(k.number)}</b> ${esc(k.title)} · ${esc(k.status)} · ${esc(k.priority)} · SLA ${esc(k.sla?.state || '')}</p>`])));
-    const w = await api(`/api/clients/${enc}/wallet`).catch(() => null);
-    if (w) setHtml(data('wallet'), `<p>${esc(t('wallet.balance'))}: <b id="balance">${esc(fmtMoney({ [w.currency || 'EUR']: w.balance }))}</b></p>`);
-  }
-  root.addEventListener('click', async e => {
-    const b = e.target.closest('[data-pick-field]');
-    if (!b) return;
-    await api(`/api/clients/${enc}/fields`, { method: 'POST', body: { field: b.dataset.pickField, value: b.dataset.value } });
-    load();
-  });
   return load;
 }
 
