@@ -154,15 +154,21 @@ impl Drop for Relay {
 
 /// The key a relay's `/metrics` answers to, with `ficha-relay metrics-key`.
 pub fn metrics_key(data: &Path) -> Result<String> {
+    relay_key(data, "metrics-key")
+}
+
+/// The key the relay's admin page signs in with, with `ficha-relay admin-key`.
+pub fn admin_key(data: &Path) -> Result<String> {
+    relay_key(data, "admin-key")
+}
+
+fn relay_key(data: &Path, command: &str) -> Result<String> {
     let out = Command::new(bin("ficha-relay"))
-        .args(["metrics-key", "--data"])
+        .args([command, "--data"])
         .arg(data)
         .output()?;
     if !out.status.success() {
-        bail!(
-            "metrics-key failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{command} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }

@@ -90,6 +90,13 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Prints the key that signs in to the admin page (`http://RELAY/admin`); whoever holds
+    /// it can issue and revoke tokens, so it is shown only to who can read the secret.
+    AdminKey {
+        /// Data directory (only its signing secret is read).
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Refuses every token of a replica issued until now (works while serving); a token
     /// issued afterwards readmits it.
     Revoke {
@@ -193,6 +200,11 @@ async fn run(cli: Cli) -> Result<()> {
             let secret = ficha_relay::secret::load_or_create(&data)
                 .with_context(|| format!("cannot read the secret in {}", data.display()))?;
             println!("{}", ficha_relay::secret::metrics_key(&secret));
+        }
+        Command::AdminKey { data } => {
+            let secret = ficha_relay::secret::load_or_create(&data)
+                .with_context(|| format!("cannot read the secret in {}", data.display()))?;
+            println!("{}", ficha_relay::secret::admin_key(&secret));
         }
         Command::Revoke { data, replica } => {
             let msg = admin::revoke(&data, &replica)

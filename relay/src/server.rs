@@ -337,6 +337,10 @@ fn admin_routes() -> Router<Arc<Shared>> {
         .route("/metrics", get(metrics))
         .route("/admin/backup", post(admin::backup))
         .route("/admin/revoke", post(admin::revoke))
+        .route("/admin", get(admin::page))
+        .route("/admin/api/overview", get(admin::overview))
+        .route("/admin/api/companies", get(admin::companies))
+        .route("/admin/api/token", post(admin::token))
 }
 
 /// Serves on `listener` (and the admin routes alone on `admin`, if given) until `shutdown`

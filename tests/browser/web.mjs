@@ -204,6 +204,33 @@ try {
     await shot(a, 'file-390px');
     if (wide > 400) throw new Error(`the page is ${wide} px wide at 390 px`);
   });
+  await step("the relay's admin page: sign-in, connected replicas, a token, a backup", async () => {
+    const r = await ctx.newPage();
+    await r.goto(env('RELAY_ADMIN'));
+    await r.getByLabel('Clave de administración').fill('not-the-key');
+    await r.getByRole('button', { name: 'Entrar' }).click();
+    await r.locator('#signin-error', { hasText: 'no es válida' }).waitFor();
+    await r.getByLabel('Clave de administración').fill(env('ADMIN_KEY'));
+    await r.getByRole('button', { name: 'Entrar' }).click();
+    await r.locator('#sessions tr', { hasText: 'branch-a' }).waitFor();
+    await r.locator('#sessions tr', { hasText: 'branch-b' }).waitFor();
+    await r.locator('#companies tr', { hasText: 'acme' }).waitFor();
+    const docs = Number((await r.locator('#companies tr', { hasText: 'acme' }).locator('td').nth(1).textContent()).replace(/\D/g, ''));
+    if (!(docs >= 1)) throw new Error(`acme shows ${docs} documents`);
+    const f = r.locator('form#token');
+    await f.getByLabel('Réplica').fill('portatil-consultor');
+    await f.getByLabel('Empresas (separadas por comas)').fill('acme');
+    await f.getByRole('button', { name: 'Emitir token' }).click();
+    const token = r.locator('#token-text');
+    await token.waitFor();
+    await r.waitForFunction(() => document.querySelector('#token-text').value.length > 20);
+    console.log('admin token ' + await token.inputValue());
+    await r.locator('form#backup input').fill(env('BACKUP'));
+    await r.getByRole('button', { name: 'Hacer copia' }).click();
+    await r.locator('#backup-out', { hasText: 'backup written' }).waitFor();
+    await shot(r, 'relay-admin');
+    await r.close();
+  });
   await step('when ficha serve stops, the page says so and keeps what was typed', async () => {
     await a.setViewportSize({ width: 1280, height: 800 });
     await a.locator('[data-tab="notes"]').click();

@@ -62,6 +62,12 @@ fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<(
             "B_LINK",
             sb.sign_in_link().context("B printed a sign-in link")?,
         )
+        .env(
+            "RELAY_ADMIN",
+            format!("http://127.0.0.1:{}/admin", relay.port),
+        )
+        .env("ADMIN_KEY", ficha_e2e::admin_key(&relay.data)?)
+        .env("BACKUP", tmp.path().join("relay-backup.redb"))
         .env("EMPLOYEE", "L1")
         .env("PASSWORD", "clave-larga-1")
         .env("SHOTS", &out_dir)
@@ -79,6 +85,22 @@ fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<(
         .context("the script names the client it made")?
         .trim()
         .to_string();
+    // The token the admin page issued is a real one: a replica can start with it.
+    let issued = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token "))
+        .context("the script prints the token the admin page issued")?
+        .trim();
+    let claims = ficha_core::token::peek(issued).context("the admin page's token decodes")?;
+    anyhow::ensure!(
+        claims.replica == "portatil-consultor"
+            && claims.companies.iter().any(|c| c.as_str() == "acme"),
+        "the token is for what the page asked: {claims:?}"
+    );
+    anyhow::ensure!(
+        tmp.path().join("relay-backup.redb").exists(),
+        "the admin page's backup was written"
+    );
     let on_b = sb.get(&format!("/api/clients/{client}"))?;
     let notes = ficha_e2e::note_texts(&on_b);
     anyhow::ensure!(

@@ -101,3 +101,173 @@ pub(super) async fn revoke(
         }
     }
 }
+
+const PAGE: &str = include_str!("admin.html");
+
+/// `GET /admin`: the admin page; it asks for the admin key and sends it with every call.
+pub(super) async fn page() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        axum::response::Html(PAGE),
+    )
+        .into_response()
+}
+
+fn check(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Reply> {
+    if Shared::authorised(headers, &shared.admin_key) {
+        return Ok(());
+    }
+    tracing::warn!(%peer, "refusing an admin call without a valid admin key");
+    Err((
+        StatusCode::UNAUTHORIZED,
+        "admin key required: print it with `ficha-relay admin-key --data DIR`".into(),
+    ))
+}
+
+fn json(v: serde_json::Value) -> Reply {
+    (StatusCode::OK, v.to_string())
+}
+
+/// `GET /admin/api/overview`: open sessions, recent refusals and quarantined documents.
+pub(super) async fn overview(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Reply {
+    if let Err(reply) = check(&shared, peer, &headers) {
+        return reply;
+    }
+    let (sessions, refused) = {
+        let relay = super::lock(&shared.relay);
+        let refused: Vec<_> = relay.recent_refusals().cloned().collect();
+        (relay.sessions_info(), refused)
+    };
+    let stored = blocking(|| {
+        Ok::<_, crate::store::RelayStoreError>((
+            shared.store.feed_heads()?,
+            shared.store.unfoldable()?,
+        ))
+    });
+    let (heads, unfoldable) = match stored {
+        Ok(x) => x,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let sessions: Vec<_> = sessions
+        .into_iter()
+        .map(|s| {
+            let lag: serde_json::Map<String, serde_json::Value> = s
+                .cursors
+                .iter()
+                .map(|(c, at)| {
+                    let head = heads.get(c).copied().unwrap_or(0);
+                    (c.clone(), head.saturating_sub(*at).into())
+                })
+                .collect();
+            serde_json::json!({
+                "conn": s.conn, "replica": s.replica, "code": s.code, "companies": s.companies,
+                "read_only": s.read_only, "connected_at": s.connected_at, "last_seen": s.last_seen,
+                "lag": lag, "unacked": s.unacked,
+            })
+        })
+        .collect();
+    let refused: Vec<_> = refused
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "at": r.at, "replica": r.replica, "doc": r.doc.map(|d| d.to_string()),
+                "code": format!("{:?}", r.code), "reason": r.reason,
+            })
+        })
+        .collect();
+    let quarantined: Vec<_> = unfoldable
+        .into_iter()
+        .map(|(doc, why)| serde_json::json!({"doc": doc.to_string(), "reason": why}))
+        .collect();
+    json(serde_json::json!({
+        "sessions": sessions,
+        "refused": refused,
+        "refused_at_accept": shared.refused.load(std::sync::atomic::Ordering::Relaxed),
+        "quarantined": quarantined,
+    }))
+}
+
+/// `GET /admin/api/companies`: documents, bytes, feed position and parked changes per company.
+pub(super) async fn companies(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Reply {
+    if let Err(reply) = check(&shared, peer, &headers) {
+        return reply;
+    }
+    match blocking(|| shared.store.census()) {
+        Ok(c) => json(serde_json::json!(c)),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Body of `POST /admin/api/token`.
+#[derive(serde::Deserialize)]
+pub(super) struct NewToken {
+    replica: String,
+    companies: Vec<String>,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default = "default_ttl")]
+    ttl_days: u64,
+}
+
+fn default_ttl() -> u64 {
+    crate::DEFAULT_TTL_DAYS
+}
+
+/// `POST /admin/api/token` `{"replica", "companies": [..], "read_only"?, "ttl_days"?}`: a
+/// token, as `ficha-relay token` prints it, and the replica's code.
+pub(super) async fn token(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Reply {
+    if let Err(reply) = check(&shared, peer, &headers) {
+        return reply;
+    }
+    let req: NewToken = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be {{\"replica\", \"companies\": [..], \"read_only\"?, \"ttl_days\"?}}: {e}"
+                ),
+            );
+        }
+    };
+    let dir = shared.store.dir().to_path_buf();
+    let issued = blocking(|| {
+        crate::issue_token(
+            &dir,
+            &req.replica,
+            &req.companies,
+            req.read_only,
+            req.ttl_days,
+        )
+    });
+    match issued {
+        Ok(token) => {
+            let code = ficha_core::token::peek(&token)
+                .map(|c| c.code)
+                .unwrap_or_default();
+            tracing::info!(replica = %req.replica, code = %code, "token issued from the admin page");
+            json(serde_json::json!({"token": token, "code": code}))
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}

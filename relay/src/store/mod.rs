@@ -9,6 +9,7 @@
 mod access;
 mod backup;
 mod blobs;
+mod census;
 mod compact;
 mod feed;
 pub mod schema;
@@ -24,6 +25,7 @@ use ficha_core::{DocId, RelayEpoch};
 
 use schema::*;
 
+pub use census::CompanyCensus;
 pub use compact::{COMPACT_BYTES, KEEP_RECENT_ENTRIES};
 pub use schema::SCHEMA_VERSION;
 

@@ -7,6 +7,7 @@
 //! bounded cache (see [`crate::admit`]); repair serves documents read-only.
 
 mod cache;
+mod overview;
 mod repair;
 mod upload;
 
@@ -26,6 +27,7 @@ use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 use crate::token::{self, Claims};
 
 use cache::DocCache;
+pub use overview::{REFUSALS_KEPT, RefusalRecord, SessionInfo};
 
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
@@ -203,6 +205,10 @@ struct Session {
     feeds: BTreeMap<Company, Feed>,
     /// Documents being repaired, each with its (read-only) sync state.
     repairs: BTreeMap<DocId, sync::State>,
+    /// When its hello was accepted.
+    connected_at: u64,
+    /// When it last sent a frame.
+    last_seen: u64,
 }
 
 /// Counters the driver exports as metrics.
@@ -235,6 +241,9 @@ pub struct Relay<S> {
     subscribers: BTreeMap<Company, BTreeSet<ConnId>>,
     cache: DocCache,
     stats: RelayStats,
+    refusals: overview::RefusalLog,
+    /// The time of the frame being handled, for the refusal log.
+    now: u64,
 }
 
 /// Why one request is refused (ending the session).
@@ -287,6 +296,8 @@ impl<S: RelayStore> Relay<S> {
             sessions: BTreeMap::new(),
             subscribers: BTreeMap::new(),
             stats: RelayStats::default(),
+            refusals: overview::RefusalLog::default(),
+            now: 0,
         }
     }
 
@@ -343,6 +354,7 @@ impl<S: RelayStore> Relay<S> {
     /// Ends every session whose token has expired by `now` (seconds since the Unix epoch); the
     /// driver calls this every so often, so a session never outlives its token.
     pub fn expire(&mut self, now: u64) -> Vec<Output> {
+        self.now = now;
         self.end_sessions(|s| now >= s.claims.expires_at, TokenError::Expired)
     }
 
@@ -361,6 +373,7 @@ impl<S: RelayStore> Relay<S> {
         let mut out = Vec::new();
         for conn in conns {
             tracing::info!(conn, reason = %why, "ending a session");
+            self.log_refusal(conn, None, ErrorCode::Unauthorized, &why.to_string());
             out.push(Output::Send(conn, frame.clone()));
             out.push(Output::Close(conn));
             self.disconnect(conn);
@@ -398,6 +411,10 @@ impl<S: RelayStore> Relay<S> {
     pub fn receive_batch(&mut self, conn: ConnId, frames: &[&[u8]], now: u64) -> Vec<Output> {
         let mut out = Vec::new();
         let mut staged = upload::Staged::default();
+        self.now = now;
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_seen = now;
+        }
         for bytes in frames {
             self.stats.frames_in += 1;
             self.stats.bytes_in += bytes.len() as u64;
@@ -438,6 +455,7 @@ impl<S: RelayStore> Relay<S> {
     fn refuse(&mut self, conn: ConnId, refusal: Refusal, out: &mut Vec<Output>) {
         self.stats.refused += 1;
         tracing::warn!(conn, code = ?refusal.code, reason = %refusal.message, "refusing session");
+        self.log_refusal(conn, None, refusal.code, &refusal.message);
         let frame = Frame::Error(ErrorFrame {
             code: refusal.code,
             message: refusal.message,
@@ -574,6 +592,8 @@ impl<S: RelayStore> Relay<S> {
                 claims,
                 feeds: BTreeMap::new(),
                 repairs: BTreeMap::new(),
+                connected_at: now,
+                last_seen: now,
             },
         );
         out.push(Output::Send(conn, encode(&welcome)));

@@ -81,6 +81,7 @@ impl<S: RelayStore> Relay<S> {
                 Err(r) => {
                     tracing::warn!(conn, doc = %r.doc, code = ?r.code, reason = %r.message, "refusing a document of an upload");
                     self.stats.refused_docs += 1;
+                    self.log_refusal(conn, Some(r.doc), r.code, &r.message);
                     // Whatever the refused group left in memory goes; what this batch staged
                     // for the document is replayed when it is next needed.
                     self.cache.evict(&doc);
