@@ -4,19 +4,16 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tokio::sync::Notify;
 
 use crate::app::{Replica, parse_id, parse_pairs};
-use crate::http::{ApiState, router};
 use crate::progress::{Counted, Progress, Terminal};
-use crate::sync::{SyncStatus, run_forever, sync_once, sync_once_showing_progress};
+use crate::sync::{sync_once, sync_once_showing_progress};
 
 /// Ficha replica: client records that work offline and sync through a relay.
 #[derive(Parser)]
@@ -149,8 +146,22 @@ pub enum Command {
     /// Verifies the whole database file (slow on a large replica): every page's checksum and
     /// every document's record. Run it with `ficha serve` stopped.
     Check,
-    /// Runs the two-branch offline story end to end in a temporary directory.
-    Demo,
+    /// Runs the two-branch offline story end to end in a temporary directory (exit 0 only if
+    /// the replicas converged); `--web` serves a group of four replicas with sample data;
+    /// `--script` plays a day of that group.
+    Demo {
+        /// Start a relay, two branches of two companies, a consultant's laptop and the central
+        /// office with Spanish sample data, and serve each replica's page until Ctrl-C.
+        #[arg(long, conflicts_with = "script")]
+        web: bool,
+        /// Play a day of the group (offline edits, a duplicate, a wallet spent twice, cases,
+        /// time, an archive and a reactivation) and print what happened.
+        #[arg(long)]
+        script: bool,
+        /// Keep the demo's data here instead of a temporary directory (`--web` reopens it).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `ficha token …`
@@ -545,7 +556,14 @@ fn data_dir(data: &Option<PathBuf>) -> Result<&Path> {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo => return crate::demo::run().await,
+        Command::Demo { web, script, dir } => {
+            let mode = match (web, script) {
+                (true, _) => crate::demo::Mode::Web,
+                (_, true) => crate::demo::Mode::Script,
+                _ => crate::demo::Mode::Story,
+            };
+            return crate::demo::run(mode, dir).await;
+        }
         Command::Check => {
             let dir = data_dir(&cli.data)?;
             let n = ficha_store::Store::check(dir)?;
@@ -786,9 +804,29 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .ok()
                     .zip(std::env::var("FICHA_SMTP_PASSWORD").ok()),
             });
-            serve(replica, dir, listen, mail).await?
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            crate::server::serve(
+                replica,
+                dir,
+                listener,
+                mail,
+                |ready| {
+                    println!("listening on {}", ready.addr);
+                    // As Jupyter does: whoever started the server may open the page signed in, once.
+                    println!(
+                        "open http://{}/?token={} (a one-time sign-in link); employees sign in with their password",
+                        ready.addr, ready.link
+                    );
+                },
+                crate::shutdown_signal(),
+            )
+            .await?
         }
-        Command::Init { .. } | Command::Demo | Command::Check => unreachable!("handled above"),
+        Command::Init { .. } | Command::Demo { .. } | Command::Check => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
@@ -983,127 +1021,4 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-async fn serve(
-    replica: Replica,
-    dir: &Path,
-    listen: SocketAddr,
-    mail: Option<crate::mail::SmtpConfig>,
-) -> Result<()> {
-    let key = crate::http::api_key(dir).with_context(|| {
-        format!(
-            "cannot read or create {}",
-            dir.join(crate::http::API_KEY_FILE).display()
-        )
-    })?;
-    let replica = Arc::new(replica);
-    let status = Arc::new(SyncStatus::default());
-    let shutdown = Arc::new(Notify::new());
-    let sync = tokio::spawn(supervise_sync(
-        replica.clone(),
-        status.clone(),
-        shutdown.clone(),
-    ));
-    // Edits that arrive for merged-away clients are moved to their survivors.
-    let forwarder = {
-        let replica = replica.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                tick.tick().await;
-                let r = replica.clone();
-                match tokio::task::spawn_blocking(move || r.forward_tombstones()).await {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "forwarding merged clients failed"),
-                    Err(e) => tracing::warn!(error = %e, "forwarding merged clients failed"),
-                    Ok(Ok(_)) => {}
-                }
-            }
-        })
-    };
-    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
-    let sender = match mail {
-        Some(cfg) => {
-            let sender = crate::mail::Sender::new(&cfg)?;
-            println!("sending queued email through {}", cfg.url);
-            Some(tokio::spawn(crate::mail::run(
-                replica.clone(),
-                sender,
-                mail_stopped,
-            )))
-        }
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    println!("listening on {addr}");
-    let auth = Arc::new(crate::http::Auth::new(key));
-    // As Jupyter does: whoever started the server may open the page signed in, once.
-    println!(
-        "open http://{addr}/?token={} (a one-time sign-in link); employees sign in with their password",
-        auth.one_time_link()
-    );
-    let state = ApiState {
-        replica,
-        sync: status,
-        listen: Some(addr),
-        auth,
-    };
-    let stop = shutdown.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            crate::shutdown_signal().await;
-            stop.notify_waiters();
-        })
-        .await?;
-    shutdown.notify_waiters();
-    forwarder.abort();
-    let _ = stop_mail.send(true);
-    if let Some(mut sender) = sender
-        && tokio::time::timeout(Duration::from_secs(35), &mut sender)
-            .await
-            .is_err()
-    {
-        // Stuck mid-exchange: its message stays `sending` and is reconciled at the next start.
-        sender.abort();
-    }
-    if tokio::time::timeout(Duration::from_secs(5), sync)
-        .await
-        .is_err()
-    {
-        bail!("background sync did not stop in time");
-    }
-    Ok(())
-}
-
-/// Runs the background sync, starting it again if it ever fails: `/api/status` must never
-/// say a sync is running that is not.
-async fn supervise_sync(replica: Arc<Replica>, status: Arc<SyncStatus>, shutdown: Arc<Notify>) {
-    loop {
-        let task = tokio::spawn(run_forever(
-            replica.store().clone(),
-            replica.changed().clone(),
-            status.clone(),
-            shutdown.clone(),
-        ));
-        let ended = tokio::select! {
-            r = task => r,
-            _ = shutdown.notified() => return,
-        };
-        match ended {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "the background sync failed; starting it again");
-                status.failed(format!(
-                    "the background sync failed ({e}) and is starting again"
-                ));
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.notified() => return,
-                }
-            }
-        }
-    }
 }

@@ -13,6 +13,7 @@ pub mod import;
 pub mod listing;
 pub mod mail;
 pub mod progress;
+pub mod server;
 pub mod sync;
 pub mod trash;
 

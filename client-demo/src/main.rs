@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = ficha_app::cli::Cli::parse();
     let default = match cli.command {
-        ficha_app::cli::Command::Serve { .. } | ficha_app::cli::Command::Demo => "info",
+        ficha_app::cli::Command::Serve { .. } => "info",
+        // The demo's narration is its output; the engine's log would bury it.
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -1,27 +1,14 @@
-//! `ficha demo`: the two-branch offline story on embedded defaults, narrated step by step.
+//! `ficha demo` without flags: the two-branch offline story, narrated step by step and checked.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 
+use super::{step, sync};
 use crate::app::Replica;
 use crate::sync::sync_once;
 
-const ROUND: Duration = Duration::from_secs(30);
-
-fn step(text: &str) {
-    println!("\n== {text}");
-}
-
-async fn sync(name: &str, r: &Replica) -> Result<()> {
-    sync_once(r.store().clone(), ROUND)
-        .await
-        .with_context(|| format!("{name} could not sync"))?;
-    println!("   {name}: synced ({} pending upload)", r.pending_upload()?);
-    Ok(())
-}
-
-/// Runs the demo; fails unless both replicas converge.
+/// Runs the story; fails unless both replicas converge.
 pub async fn run() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay_dir = tmp.path().join("relay");
