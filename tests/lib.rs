@@ -398,3 +398,27 @@ pub fn note_texts(client: &serde_json::Value) -> std::collections::BTreeSet<Stri
         })
         .unwrap_or_default()
 }
+
+/// Debian's Chromium and the browser scripts' directory (`tests/browser`, with its pinned npm
+/// packages), or None (said on stderr) when either is missing outside CI; in CI, an error.
+pub fn browser() -> Result<Option<(String, PathBuf)>> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    match found {
+        Some(b) if here.join("node_modules/playwright-core").exists() => Ok(Some((b, here))),
+        _ => {
+            let what =
+                "the browser tests need Debian's chromium and `npm ci --prefix tests/browser`";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                bail!("{what}: .ci/run installs both");
+            }
+            eprintln!("SKIPPED: {what}");
+            Ok(None)
+        }
+    }
+}

@@ -344,3 +344,41 @@ fn the_web_demo_serves_four_pages_whose_offline_switch_cuts_and_merges() -> Resu
     assert!(again.interrupt()?);
     Ok(())
 }
+
+#[test]
+fn a_visitor_signs_in_to_the_web_demo_in_a_real_browser() -> Result<()> {
+    let Some((browser, here)) = ficha_e2e::browser()? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let demo = WebDemo::start(&tmp.path().join("demo"))?;
+    let out_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&out_dir)?;
+    let run = Command::new("node")
+        .arg(here.join("demo.mjs"))
+        .env("CHROMIUM", &browser)
+        .env("MADRID_URL", demo.url("sucursal-madrid")?)
+        .env(
+            "OFFICE_LINK",
+            demo.url_of(
+                "oficina-central",
+                "todo lo que guarda, una vez / everything it holds, once:",
+            )?,
+        )
+        .env("SHOTS", &out_dir)
+        .env("PROFILE", tmp.path().join("chromium-profile"))
+        .output()
+        .context("run node")?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    eprintln!(
+        "{stdout}\n{}\nscreenshots in {}",
+        String::from_utf8_lossy(&run.stderr),
+        out_dir.display()
+    );
+    anyhow::ensure!(
+        run.status.success() && stdout.contains("demo ok"),
+        "the browser run failed"
+    );
+    assert!(demo.interrupt()?);
+    Ok(())
+}

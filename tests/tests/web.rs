@@ -6,32 +6,13 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ficha_e2e::{Relay, Served};
 use serde_json::json;
 
-fn chromium() -> Option<String> {
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        let out = Command::new("which").arg(name).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    })
-}
-
 #[test]
 fn staff_use_the_web_app_offline_and_see_other_branches_edits_live() -> Result<()> {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let (Some(browser), true) = (
-        chromium(),
-        here.join("node_modules/playwright-core").exists(),
-    ) else {
-        let what = "the browser test needs Debian's chromium and `npm ci --prefix tests/browser`";
-        if ci {
-            bail!("{what}: .ci/run installs both");
-        }
-        eprintln!("SKIPPED: {what}");
+    let Some((browser, here)) = ficha_e2e::browser()? else {
         return Ok(());
     };
     let tmp = tempfile::tempdir()?;

@@ -1,0 +1,57 @@
+// A visitor's first minutes with `ficha demo --web`, in Debian's headless Chromium (run by
+// tests/tests/demo.rs). Exits non-zero, naming the step, at the first thing that goes wrong.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+
+const env = k => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
+const [MADRID, OFFICE_LINK, SHOTS] = [env('MADRID_URL'), env('OFFICE_LINK'), env('SHOTS')];
+const step = async (name, f) => {
+  try { return await f(); } catch (e) { console.error(`step failed: ${name}: ${e.message}`); throw e; }
+};
+const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
+  executablePath: env('CHROMIUM'),
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+});
+ctx.setDefaultTimeout(15000);
+const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+try {
+  const a = await ctx.newPage();
+  await step('sign in at the Madrid branch with the printed code and password', async () => {
+    await a.goto(MADRID + '/');
+    await a.locator('#signin').waitFor({ state: 'visible' });
+    await a.getByLabel('Empleado (código)').fill('ana');
+    await a.getByLabel('Contraseña').fill('ficha-demo');
+    await a.locator('#signin button').click();
+    await a.locator('#who', { hasText: 'Ana García Molina' }).waitFor();
+  });
+  await step("the branch's sample clients are listed with a count", async () => {
+    await a.goto(MADRID + '/clients');
+    await a.locator('#count', { hasText: /de 60\b/ }).waitFor();
+    await shot(a, 'demo-clients');
+  });
+  await step('a sample client with a latex allergy shows the banner and her history', async () => {
+    await a.keyboard.press('/');
+    await a.keyboard.type('Pablo Sánchez Ramos');
+    await a.locator('#rows a', { hasText: 'Pablo Sánchez Ramos' }).first().click();
+    await a.waitForURL(/\/clients\/[0-9a-f-]{36}/);
+    await a.locator('#banner', { hasText: 'látex' }).waitFor();
+    await a.locator('[data-tab="appointments"]').click();
+    await a.locator('tbody[data-kind-rows="appointment"] tr', { hasText: 'Realizada' }).first().waitFor();
+    await a.locator('[data-tab="billing"]').click();
+    await a.locator('tbody[data-kind-rows="invoice"] tr', { hasText: '€' }).first().waitFor();
+    await shot(a, 'demo-file');
+    await a.setViewportSize({ width: 390, height: 844 });
+    await shot(a, 'demo-file-390px');
+  });
+  await step("the central office's link shows both companies' clients", async () => {
+    const o = await ctx.newPage();
+    await o.goto(OFFICE_LINK);
+    await o.goto(OFFICE_LINK.split('/?token=')[0] + '/clients');
+    await o.locator('#count', { hasText: /de 120\b/ }).waitFor();
+    await shot(o, 'demo-office');
+  });
+  console.log('demo ok');
+} finally {
+  await ctx.close();
+}
