@@ -253,6 +253,8 @@ pub enum ClientCmd {
     Stats {
         #[command(flatten)]
         filter: ListFilter,
+        #[command(flatten)]
+        links: LinkArgs,
     },
     /// The current account of a client: pending documents and totals.
     Statement {
@@ -282,6 +284,16 @@ pub struct LinkArgs {
     /// Only clients with an upcoming appointment.
     #[arg(long)]
     pub upcoming: bool,
+}
+
+impl From<LinkArgs> for crate::app::LinkFilter {
+    fn from(l: LinkArgs) -> Self {
+        Self {
+            services: l.services,
+            service_type: l.service_type,
+            upcoming: l.upcoming,
+        }
+    }
 }
 
 /// Which clients a list selects.
@@ -964,10 +976,10 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             let n = replica.bulk(selection, &action, value.as_deref(), force)?;
             println!("{n}");
         }
-        ClientCmd::Stats { filter } => {
+        ClientCmd::Stats { filter, links } => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&replica.metrics(&filter.into())?)?
+                serde_json::to_string_pretty(&replica.metrics(&filter.into(), &links.into())?)?
             );
         }
         ClientCmd::List {
@@ -978,12 +990,7 @@ fn client(replica: &Replica, cmd: ClientCmd) -> Result<()> {
             limit,
             sort,
         } => {
-            let links = crate::app::LinkFilter {
-                services: links.services,
-                service_type: links.service_type,
-                upcoming: links.upcoming,
-            };
-            let list = replica.client_rows(&filter.into(), &links, sort, offset, limit)?;
+            let list = replica.client_rows(&filter.into(), &links.into(), sort, offset, limit)?;
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {

@@ -117,7 +117,71 @@ pub fn candidates(clients: &[ClientSummary]) -> Vec<Candidate> {
         .collect()
 }
 
+/// A client that may be the person about to be created, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Similar {
+    /// The existing client.
+    pub client: ClientSummary,
+    /// What they share: tax_id, email, phone, name_and_birth_date.
+    pub reasons: Vec<&'static str>,
+}
+
+/// What a new client is about to be created with, for the check before creating it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Prospect {
+    /// Their company.
+    pub company: String,
+    /// Their name.
+    #[serde(default)]
+    pub name: String,
+    /// Their tax id.
+    pub tax_id: Option<String>,
+    /// Their email.
+    pub email: Option<String>,
+    /// Their phone.
+    pub phone: Option<String>,
+    /// Their birth date (YYYY-MM-DD).
+    pub birth_date: Option<String>,
+}
+
+/// The clients among `clients` that share a key with `p`, in list order.
+pub fn similar(p: &Prospect, clients: &[ClientSummary]) -> Vec<Similar> {
+    let wanted = match_keys(
+        p.tax_id.as_deref(),
+        p.email.as_deref(),
+        p.phone.as_deref(),
+        &p.name,
+        p.birth_date.as_deref(),
+    );
+    clients
+        .iter()
+        .filter(|c| c.company == p.company && c.merged_into.is_none() && c.state != "merged")
+        .filter_map(|c| {
+            let theirs = keys(c);
+            let reasons: Vec<&'static str> = wanted
+                .iter()
+                .filter(|w| theirs.contains(w))
+                .map(|(kind, _)| *kind)
+                .collect();
+            (!reasons.is_empty()).then(|| Similar {
+                client: c.clone(),
+                reasons,
+            })
+        })
+        .collect()
+}
+
 impl crate::app::Replica {
+    /// Clients of the prospect's company (active or archived) that may be the same person:
+    /// the warning shown before a client is created.
+    pub fn similar(&self, p: &Prospect) -> Result<Vec<Similar>, AppError> {
+        let clients = self.query(&Filter {
+            company: Some(p.company.clone()),
+            ..Filter::default()
+        })?;
+        Ok(similar(p, &clients))
+    }
+
     /// Merges `other` into `survivor`: every item of both survives under the survivor's id,
     /// and `other` becomes a tombstone pointing at it.
     pub fn merge(&self, survivor: DocId, other: DocId) -> Result<usize, AppError> {

@@ -44,6 +44,39 @@ try {
     await a.setViewportSize({ width: 390, height: 844 });
     await shot(a, 'demo-file-390px');
   });
+  await step('the upcoming-appointments filter counts only clients with one booked', async () => {
+    await a.setViewportSize({ width: 1280, height: 900 });
+    await a.goto(MADRID + '/clients');
+    await a.locator('#count', { hasText: /de 60\b/ }).waitFor();
+    await a.getByLabel('Con citas próximas').check();
+    // Every third sample client has an appointment booked in the next two weeks.
+    await a.locator('#count', { hasText: /de 20\b/ }).waitFor();
+    await a.getByLabel('Con citas próximas').uncheck();
+    await a.locator('#count', { hasText: /de 60\b/ }).waitFor();
+  });
+  await step('a new client with the phone of an existing one is warned before creating', async () => {
+    const f = a.locator('form[data-form="new-client"]');
+    await f.getByLabel('Nombre').fill('Persona Repetida');
+    // The first sample client's phone, typed the way people type it.
+    await f.getByLabel('Teléfono').fill('610 000 000');
+    await a.locator('#similar', { hasText: 'mismo teléfono' }).waitFor();
+    await a.locator('#similar a').first().waitFor();
+    await f.getByLabel('Teléfono').fill('699 999 991');
+    await a.waitForFunction(() => !document.querySelector('#similar').textContent.includes('mismo'));
+  });
+  await step("the employee's language follows her, not the browser", async () => {
+    const kept = a.waitForResponse(r => r.url().endsWith('/api/session/language') && r.ok());
+    await a.locator('#lang').selectOption('en');
+    await kept;
+    await a.locator('#count', { hasText: /of 60\b/ }).waitFor();
+    // A browser that never saw her choice: the page takes it from her employee record.
+    await a.evaluate(() => localStorage.clear());
+    await a.reload();
+    await a.locator('#count', { hasText: /of 60\b/ }).waitFor();
+    if ((await a.getAttribute('html', 'lang')) !== 'en') throw new Error('html lang is not en');
+    await a.locator('#lang').selectOption('es');
+    await a.locator('#count', { hasText: /de 60\b/ }).waitFor();
+  });
   await step("the central office's link shows both companies' clients", async () => {
     const o = await ctx.newPage();
     await o.goto(OFFICE_LINK);

@@ -337,3 +337,96 @@ fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_employee_keeps_their_language_and_is_warned_of_a_likely_duplicate() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let replica = relay.replica(&tmp.path().join("a"), "front-desk", &["acme", "beta"])?;
+    let served = Served::start(&replica)?;
+    for (company, name, code, role) in [
+        ("acme", "Sara Staff", "S1", "staff"),
+        ("acme", "Vera Viewer", "V1", "viewer"),
+    ] {
+        let (status, body) = served.post(
+            "/api/employees",
+            json!({"company": company, "name": name, "code": code, "role": role, "password": "secreto-largo"}),
+        )?;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // A viewer may not edit clients but keeps her own language, in her record.
+    let (_, viewer) = Session::sign_in(&served, "V1", "secreto-largo")?;
+    let who = |s: &Session| -> Result<Value> { Ok(s.call(Method::GET, "/api/session", None)?.1) };
+    assert_eq!(who(&viewer)?["language"], "es", "Spanish first");
+    let (status, body) = viewer.call(
+        Method::POST,
+        "/api/session/language",
+        Some(json!({"language": "en"})),
+    )?;
+    assert_eq!(status, 200, "{body}");
+    let (_, again) = Session::sign_in(&served, "V1", "secreto-largo")?;
+    assert_eq!(
+        who(&again)?["language"],
+        "en",
+        "a new session speaks her language"
+    );
+    let (status, body) = viewer.call(
+        Method::POST,
+        "/api/session/language",
+        Some(json!({"language": "fr"})),
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("es (español) or en"), "{body}");
+    assert_eq!(
+        who(&viewer)?["language"],
+        "en",
+        "a refused language changes nothing"
+    );
+    let (status, body) = served.post("/api/session/language", json!({"language": "en"}))?;
+    assert_eq!(status, 400, "the key holder is no employee: {body}");
+
+    // Before a client is created, those it may duplicate in its company.
+    let (_, staff) = Session::sign_in(&served, "S1", "secreto-largo")?;
+    let (status, made) = staff.call(
+        Method::POST,
+        "/api/clients",
+        Some(json!({"company": "acme", "name": "Carla Gómez", "email": "carla@example.com", "phone": "+34 600 000 111"})),
+    )?;
+    assert_eq!(status, 200, "{made}");
+    let similar = |query: &str| -> Result<Vec<(String, Value)>> {
+        let (status, body) =
+            staff.call(Method::GET, &format!("/api/clients/similar?{query}"), None)?;
+        assert_eq!(status, 200, "{body}");
+        Ok(body
+            .as_array()
+            .context("a list")?
+            .iter()
+            .map(|s| {
+                (
+                    s["client"]["id"].as_str().unwrap_or("").to_string(),
+                    s["reasons"].clone(),
+                )
+            })
+            .collect())
+    };
+    let id = made["id"].as_str().context("id")?.to_string();
+    assert_eq!(
+        similar("company=acme&name=Carla%20G&phone=600%2000%2001%2011")?,
+        vec![(id.clone(), json!(["phone"]))],
+        "the same number, typed another way"
+    );
+    assert_eq!(
+        similar("company=acme&name=C&email=%20CARLA@Example.com&phone=600000111")?,
+        vec![(id, json!(["email", "phone"]))]
+    );
+    assert!(
+        similar("company=beta&name=Carla&email=carla@example.com")?.is_empty(),
+        "another company's client is not a duplicate"
+    );
+    assert!(
+        similar("company=acme&name=Carla&phone=699999999&email=")?.is_empty(),
+        "nobody has that phone"
+    );
+    Ok(())
+}

@@ -74,6 +74,8 @@ pub struct Employee {
     pub centre: Option<String>,
     /// Whether they may sign in and act.
     pub active: bool,
+    /// The language of their web app: es or en.
+    pub language: String,
 }
 
 impl Employee {
@@ -92,6 +94,7 @@ impl Employee {
                 .get("active")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(true),
+            language: s("language").unwrap_or_else(|| "es".into()),
         }
     }
 
@@ -100,6 +103,9 @@ impl Employee {
         Role::from_str(&self.role).unwrap_or(Role::Viewer)
     }
 }
+
+/// The languages the web app speaks.
+pub const LANGUAGES: &[&str] = &["es", "en"];
 
 /// Who a replica acts as: itself (every right), or an employee with a role.
 #[derive(Debug, Clone)]
@@ -130,14 +136,19 @@ impl Replica {
         self.acting.actor.employee.as_ref().map(|e| e.id.clone())
     }
 
-    /// Who acts, as `GET /api/session` shows it.
-    pub fn acting_json(&self) -> serde_json::Value {
-        serde_json::json!({
+    /// Who acts, as `GET /api/session` shows it, with the employee's language.
+    pub fn acting_json(&self) -> Result<serde_json::Value, AppError> {
+        let language = match self.acting_employee() {
+            Some(id) => Some(self.employee(&id)?.language),
+            None => None,
+        };
+        Ok(serde_json::json!({
             "replica": self.acting.actor.replica,
             "employee": self.acting.actor.employee,
             "role": self.acting.employee.as_ref().map(|(r, _)| *r),
             "company": self.actor_company(),
-        })
+            "language": language,
+        }))
     }
 
     /// Refuses unless whoever acts has at least `role`.
@@ -293,12 +304,7 @@ impl Replica {
 
     /// Sets an employee's password (themselves, an admin of their company, or the replica).
     pub fn set_password(&self, id_or_code: &str, password: &str) -> Result<(), AppError> {
-        let e = self.employee(id_or_code)?;
-        let own =
-            matches!(&self.acting.actor.employee, Some(EmployeeRef { id, .. }) if *id == e.id);
-        if !own {
-            self.require(Role::Admin)?;
-        }
+        let e = self.own_or_admin(id_or_code)?;
         if password.chars().count() < 8 {
             return Err(AppError::BadInput(
                 "a password needs at least 8 characters".into(),
@@ -310,15 +316,47 @@ impl Replica {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| AppError::BadInput(format!("password: {e}")))?
             .to_string();
+        self.set_employee_field(&e, "password_hash", hash)
+    }
+
+    /// Sets the language of an employee's web app (es or en): the employee or an admin.
+    pub fn set_language(&self, id_or_code: &str, language: &str) -> Result<(), AppError> {
+        let e = self.own_or_admin(id_or_code)?;
+        if !LANGUAGES.contains(&language) {
+            return Err(AppError::BadInput(format!(
+                "unknown language {language:?}: use es (español) or en (English)"
+            )));
+        }
+        self.set_employee_field(&e, "language", language.to_string())
+    }
+
+    /// The employee, if whoever acts is that employee or an admin.
+    fn own_or_admin(&self, id_or_code: &str) -> Result<Employee, AppError> {
+        let e = self.employee(id_or_code)?;
+        let own =
+            matches!(&self.acting.actor.employee, Some(EmployeeRef { id, .. }) if *id == e.id);
+        if !own {
+            self.require(Role::Admin)?;
+        }
+        Ok(e)
+    }
+
+    /// Writes one field of an employee's record, whatever the role's rights on records: the
+    /// callers above decide who may.
+    fn set_employee_field(&self, e: &Employee, name: &str, value: String) -> Result<(), AppError> {
         let id = super::parse_id(&e.id)?;
         let field = ficha_domain::record::kind("employee")
-            .and_then(|k| k.field("password_hash"))
-            .ok_or_else(|| AppError::BadInput("employees have no password field".into()))?;
+            .and_then(|k| k.field(name))
+            .ok_or_else(|| AppError::BadInput(format!("employees have no {name} field")))?;
+        // Not `writer()`: a viewer keeps their own password and language too.
+        if !self.may_write() {
+            return Err(AppError::ReadOnly);
+        }
         let who = self.who();
-        self.writer()?.edit_doc(id, |d| {
+        self.store.edit_doc(id, |d| {
             ficha_domain::record::set(
                 d,
-                &[(field, ficha_domain::record::Stored::Str(hash.clone()))],
+                &[(field, ficha_domain::record::Stored::Str(value.clone()))],
                 &who,
                 &mut std::iter::repeat_with(uuid::Uuid::new_v4),
                 now_ms(),

@@ -156,10 +156,18 @@ impl Replica {
         )?)
     }
 
-    /// The list's quick metrics over the clients matching `filter`.
-    pub fn metrics(&self, filter: &Filter) -> Result<serde_json::Value, AppError> {
+    /// The list's quick metrics over the clients matching `filter` and `links`.
+    pub fn metrics(
+        &self,
+        filter: &Filter,
+        links: &super::LinkFilter,
+    ) -> Result<serde_json::Value, AppError> {
         self.check_filter(filter)?;
-        let clients = self.query(filter)?;
+        let mut clients = self.query(filter)?;
+        if !links.is_empty() {
+            let keep = self.link_predicate(links, super::now_ms())?;
+            clients.retain(|c| keep(&c.id.to_string()));
+        }
         let reviews: u32 = clients.iter().map(|c| c.reviews).sum();
         let ratings: u32 = clients.iter().map(|c| c.rating_sum).sum();
         let average = if reviews == 0 {
@@ -167,7 +175,7 @@ impl Replica {
         } else {
             Some(f64::from(ratings) / f64::from(reviews))
         };
-        let total_sales = self.total_sales(filter)?;
+        let total_sales = self.total_sales(clients.iter().map(|c| c.id.to_string()).collect())?;
         Ok(serde_json::json!({
             "total_sales": total_sales,
             "total_clients": clients.len(),

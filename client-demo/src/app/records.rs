@@ -896,17 +896,12 @@ impl Replica {
         page.iter().map(|c| self.client_row(c)).collect()
     }
 
-    /// Sales of the clients a filter selects, per currency: every kind that counts in an
-    /// account is read once, not once per client.
+    /// Sales of these clients, per currency: every kind that counts in an account is read
+    /// once, not once per client.
     pub fn total_sales(
         &self,
-        filter: &ficha_domain::search::Filter,
+        clients: std::collections::HashSet<String>,
     ) -> Result<BTreeMap<String, i64>, AppError> {
-        let clients: std::collections::HashSet<String> = self
-            .query(filter)?
-            .iter()
-            .map(|c| c.id.to_string())
-            .collect();
         let mut records = Vec::new();
         for k in record::kinds::KINDS
             .iter()

@@ -139,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/duplicates/merge", post(merge))
         .route("/api/duplicates/dismiss", post(dismiss))
         .route("/api/clients", get(list).post(create))
+        .route("/api/clients/similar", get(similar))
         .route("/api/clients/{id}", get(show))
         .route("/api/clients/{id}/fields", post(set_field))
         .route("/api/clients/{id}/notes", post(add_note))
@@ -197,6 +198,7 @@ pub fn router(state: ApiState) -> Router {
                 .post(auth::sign_in)
                 .delete(auth::sign_out),
         )
+        .route("/api/session/language", post(records::language))
         .fallback(guard::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -262,6 +264,14 @@ struct ListQuery {
 }
 
 impl ListQuery {
+    fn links(&self) -> crate::app::LinkFilter {
+        crate::app::LinkFilter {
+            services: self.services.clone(),
+            service_type: self.service_type.clone(),
+            upcoming: self.upcoming,
+        }
+    }
+
     fn filter(&self) -> Result<ficha_domain::search::Filter, AppError> {
         let day = |d: &Option<String>| d.as_deref().map(crate::app::day_start_ms).transpose();
         Ok(ficha_domain::search::Filter {
@@ -283,19 +293,16 @@ async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResul
             Some(s) => s.parse().map_err(AppError::BadInput)?,
             None => ficha_domain::search::Sort::Name,
         };
-        let links = crate::app::LinkFilter {
-            services: q.services.clone(),
-            service_type: q.service_type.clone(),
-            upcoming: q.upcoming,
-        };
-        r.client_rows(&q.filter()?, &links, sort, q.offset, q.limit)
+        r.client_rows(&q.filter()?, &q.links(), sort, q.offset, q.limit)
     })
     .await?;
     Ok(Json(json!(page)))
 }
 
 async fn metrics(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
-    Ok(Json(blocking(&s, move |r| r.metrics(&q.filter()?)).await?))
+    Ok(Json(
+        blocking(&s, move |r| r.metrics(&q.filter()?, &q.links())).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -312,6 +319,15 @@ async fn create(State(s): State<ApiState>, Json(b): Json<NewClient>) -> ApiResul
         Ok(id.to_string())
     })
     .await
+}
+
+/// `GET /api/clients/similar?company=&name=&email=&phone=&tax_id=&birth_date=`: existing
+/// clients the one about to be created may duplicate.
+async fn similar(
+    State(s): State<ApiState>,
+    Query(p): Query<crate::duplicates::Prospect>,
+) -> ApiResult {
+    Ok(Json(json!(blocking(&s, move |r| r.similar(&p)).await?)))
 }
 
 async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {

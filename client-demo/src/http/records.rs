@@ -218,8 +218,25 @@ pub(super) async fn password(
 
 /// `GET /api/session`: who this session acts as.
 pub(super) async fn whoami(State(s): State<ApiState>) -> ApiResult {
-    let who = blocking(&s, |r| Ok(r.acting_json())).await?;
+    let who = blocking(&s, |r| r.acting_json()).await?;
     Ok(Json(who))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Language {
+    language: String,
+}
+
+/// `POST /api/session/language` `{"language": "es"|"en"}`: the signed-in employee's own
+/// language, kept in their employee record so every replica they sign in to speaks it.
+pub(super) async fn language(State(s): State<ApiState>, Json(b): Json<Language>) -> ApiResult {
+    done(&s, move |r| match r.acting_employee() {
+        Some(id) => r.set_language(&id, &b.language),
+        None => Err(AppError::BadInput(
+            "sign in as an employee to keep a language; the key holder uses ?lang=en".into(),
+        )),
+    })
+    .await
 }
 
 /// `GET /api/clients/{id}/wallet`.

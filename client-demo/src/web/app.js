@@ -153,8 +153,18 @@ $('#signin-form').addEventListener('submit', async e => {
     $('#signin').close(); e.target.reset(); refresh();
   } catch (err) { fieldError(e.target, 'signin', err.message); }
 });
+// The employee whose own language the page took on signing in: once per sign-in, so a
+// choice made later on this page is not undone by the next refresh.
+let langOf = null;
 async function showWho() {
   me = await api('/api/session');
+  const id = me.employee?.id ?? null;
+  if (id !== langOf) {
+    langOf = id;
+    if (id && me.language && !params.get('lang') && me.language !== lang) {
+      lang = me.language; localStorage.setItem('ficha.lang', lang); applyLang(); route();
+    }
+  }
   const name = me.employee ? `${me.employee.name ?? me.employee} (${me.role})` : me.replica;
   setHtml($('#who'), `${esc(t('signin.as'))} <b>${esc(name)}</b>${me.employee ? ` <button id="signout">${esc(t('signin.out'))}</button>` : ''}`);
   document.body.dataset.role = me.role || 'replica';
@@ -206,6 +216,9 @@ function listView(state) {
       ${input('group', t('list.group'))}
       ${input('since', t('list.since'), { type: 'date' })}
       ${input('until', t('list.until'), { type: 'date' })}
+      ${input('services', t('list.services'), { options: ['with', 'without', 'cancelled'].map(v => [v, t('list.services.' + v)]) })}
+      ${input('service_type', t('list.service_type'))}
+      ${input('upcoming', t('list.upcoming'), { type: 'checkbox', value: 'true' })}
     </form>
     <div class="pager"><span id="count" aria-live="polite"></span>
       <button id="prev">${esc(t('list.prev'))}</button><button id="next">${esc(t('list.next'))}</button>
@@ -219,7 +232,7 @@ function listView(state) {
       input('company', t('field.company'), { required: true, value: me?.company || '' }),
       input('name', t('field.name'), { required: true }),
       input('email', t('field.email'), { type: 'email' }),
-      input('phone', t('field.phone'), { type: 'tel' })], t('new.submit')) : ''}`;
+      input('phone', t('field.phone'), { type: 'tel' })], t('new.submit')) + '<div id="similar" role="status"></div>' : ''}`;
   const filters = $('#filters');
   filters.addEventListener('input', () => { offset = 0; load(); });
   filters.addEventListener('submit', e => e.preventDefault());
@@ -230,10 +243,22 @@ function listView(state) {
     sort = sort === k ? k + '-desc' : k; load();
   });
   const nf = root.querySelector('form[data-form="new-client"]');
-  if (nf) onSubmit(nf, async data => {
-    const r = await api('/api/clients', { method: 'POST', body: data });
-    go('/clients/' + r.id);
-  });
+  if (nf) {
+    onSubmit(nf, async data => {
+      const r = await api('/api/clients', { method: 'POST', body: data });
+      go('/clients/' + r.id);
+    });
+    // Before creating: who already in this company shares the email, phone or tax id.
+    let asked = 0;
+    nf.addEventListener('input', async () => {
+      const mine = ++asked;
+      const q = new URLSearchParams([...new FormData(nf)].filter(([, v]) => v));
+      const found = q.get('company') && (q.get('email') || q.get('phone')) ? await api('/api/clients/similar?' + q).catch(() => []) : [];
+      if (mine !== asked) return;
+      setHtml($('#similar'), found.length ? `<p class="warning">${esc(t('dup.warning'))}</p><ul>${found.map(f =>
+        `<li><a href="/clients/${esc(f.client.id)}" data-nav>${esc(f.client.name)}</a> (${f.reasons.map(r => esc(t('dup.same', { what: t('dup.what.' + r) }))).join(', ')})</li>`).join('')}</ul>` : '');
+    });
+  }
   $('#bulk').onchange = async e => {
     const action = e.target.value; e.target.value = '';
     const ids = [...root.querySelectorAll('input[data-pick]:checked')].map(c => c.dataset.pick);
@@ -247,6 +272,9 @@ function listView(state) {
     load();
   };
   async function load() {
+    // The view may be drawn before the session is read: the company comes when it is known.
+    const company = root.querySelector('form[data-form="new-client"]')?.elements.company;
+    if (company && !company.value && me?.company) company.value = me.company;
     const q = new URLSearchParams([...new FormData(filters)].filter(([, v]) => v));
     q.set('state', state);
     const mq = new URLSearchParams(q);
@@ -337,8 +365,10 @@ function applyLang() {
   $('#lang').value = lang;
   document.querySelectorAll('[data-t]').forEach(el => { el.textContent = t(el.dataset.t); });
 }
-$('#lang').addEventListener('change', e => {
+$('#lang').addEventListener('change', async e => {
   lang = e.target.value; localStorage.setItem('ficha.lang', lang); applyLang(); route();
+  // A signed-in employee keeps the choice in their record, for every replica they use.
+  if (me?.employee) await api('/api/session/language', { method: 'POST', body: { language: lang } }).catch(err => console.warn(err));
 });
 document.addEventListener('keydown', e => {
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName);

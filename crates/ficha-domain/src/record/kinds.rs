@@ -36,6 +36,8 @@ const ACTIVITY: &[&str] = &["call", "meeting", "task"];
 const ACTIVITY_STATUS: &[&str] = &["planned", "done", "cancelled"];
 const PLATFORM: &[&str] = &["whatsapp", "telegram", "slack", "teams", "email", "other"];
 const ROLE: &[&str] = &["admin", "staff", "viewer"];
+/// The languages of the web app, in the order it offers them.
+const LANGUAGE: &[&str] = &["es", "en"];
 const MOVEMENT: &[&str] = &["add_funds", "deduct", "reward", "redeem", "reversal"];
 const RELATION: &[&str] = &["parent", "partner", "other"];
 const PROJECT_STATUS: &[&str] = &["planned", "active", "on_hold", "done", "cancelled"];
@@ -806,6 +808,7 @@ pub const KINDS: &[KindSpec] = &[
                 field("role", Enum(ROLE)).default("staff"),
                 field("centre", Text),
                 field("active", Bool).default("true"),
+                field("language", Enum(LANGUAGE)).default("es"),
                 field("password_hash", Text).hidden(),
                 // Notifications read on any of their replicas: marks only ever added.
                 field("read_notifications", Set).system(),
