@@ -153,6 +153,7 @@ pub fn api_body(data: &[u8]) {
                     sync: Arc::new(ficha_app::sync::SyncStatus::default()),
                     listen: None,
                     auth: Arc::new(ficha_app::http::Auth::new("fuzz-key".into())),
+                    time_zone: None,
                 };
                 let request = axum::http::Request::post(path)
                     .header("host", "127.0.0.1")

@@ -133,6 +133,10 @@ pub enum Command {
         /// The From address of the messages sent.
         #[arg(long, env = "FICHA_SMTP_FROM", default_value = "ficha@localhost")]
         smtp_from: String,
+        /// The time zone the web app shows times in, e.g. Europe/Madrid (default: the
+        /// browser's).
+        #[arg(long, env = "FICHA_TIME_ZONE", value_parser = time_zone)]
+        time_zone: Option<chrono_tz::Tz>,
     },
     /// Sync status: pending uploads, refused changes, quarantined documents, last sync.
     Status {
@@ -319,6 +323,14 @@ pub struct ListFilter {
     /// Only clients that entered their state before this day (YYYY-MM-DD).
     #[arg(long, value_parser = day_start)]
     pub until: Option<i64>,
+}
+
+fn time_zone(s: &str) -> std::result::Result<chrono_tz::Tz, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "unknown time zone {s:?}: use an IANA name such as Europe/Madrid or Atlantic/Canary"
+        )
+    })
 }
 
 fn day_start(s: &str) -> std::result::Result<i64, String> {
@@ -808,6 +820,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             listen,
             smtp,
             smtp_from,
+            time_zone,
         } => {
             let mail = smtp.map(|url| crate::mail::SmtpConfig {
                 url,
@@ -823,7 +836,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 replica,
                 dir,
                 listener,
-                mail,
+                crate::server::Options { mail, time_zone },
                 |ready| {
                     println!("listening on {}", ready.addr);
                     // As Jupyter does: whoever started the server may open the page signed in, once.

@@ -23,12 +23,22 @@ pub struct Ready {
     pub link: String,
 }
 
+/// How a server runs beyond its replica and listener.
+#[derive(Default)]
+pub struct Options {
+    /// Be the company's email sender through this SMTP server.
+    pub mail: Option<crate::mail::SmtpConfig>,
+    /// The time zone the page shows times in (None: the browser's, the machine's own when it
+    /// runs beside the replica).
+    pub time_zone: Option<chrono_tz::Tz>,
+}
+
 /// Serves `replica` on `listener` until `stop` resolves, then stops sync and mail cleanly.
 pub async fn serve(
     replica: Replica,
     dir: &Path,
     listener: TcpListener,
-    mail: Option<crate::mail::SmtpConfig>,
+    opts: Options,
     on_ready: impl FnOnce(&Ready),
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -63,7 +73,7 @@ pub async fn serve(
         })
     };
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
-    let sender = match mail {
+    let sender = match opts.mail {
         Some(cfg) => {
             let sender = crate::mail::Sender::new(&cfg)?;
             println!("sending queued email through {}", cfg.url);
@@ -86,6 +96,7 @@ pub async fn serve(
         sync: status,
         listen: Some(addr),
         auth,
+        time_zone: opts.time_zone,
     };
     let notify = shutdown.clone();
     axum::serve(listener, router(state))

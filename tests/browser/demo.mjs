@@ -11,6 +11,8 @@ const step = async (name, f) => {
 const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
   executablePath: env('CHROMIUM'),
   headless: true,
+  // Far from the sample group in Spain: times must still read as the replica's (Madrid's).
+  timezoneId: 'Pacific/Auckland',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
 });
 ctx.setDefaultTimeout(15000);
@@ -37,7 +39,11 @@ try {
     await a.waitForURL(/\/clients\/[0-9a-f-]{36}/);
     await a.locator('#banner', { hasText: 'látex' }).waitFor();
     await a.locator('[data-tab="appointments"]').click();
-    await a.locator('tbody[data-kind-rows="appointment"] tr', { hasText: 'Realizada' }).first().waitFor();
+    const done = a.locator('tbody[data-kind-rows="appointment"] tr', { hasText: 'Realizada' }).first();
+    await done.waitFor();
+    // Sample visits are booked between 09:00 and 17:00 Madrid time (21:00 to 05:00 in Auckland).
+    const hour = (await done.innerText()).match(/\b(\d{2}):00\b/)?.[1];
+    if (!(Number(hour) >= 9 && Number(hour) <= 17)) throw new Error(`a visit shown at ${hour}:00, not in Madrid's time`);
     await a.locator('[data-tab="billing"]').click();
     await a.locator('tbody[data-kind-rows="invoice"] tr', { hasText: '€' }).first().waitFor();
     await shot(a, 'demo-file');

@@ -272,6 +272,11 @@ fn the_web_demo_serves_four_pages_whose_offline_switch_cuts_and_merges() -> Resu
     // An employee sees their own company; the office's replica itself, the whole group.
     assert_eq!(metrics(&office)?, 60);
     assert_eq!(metrics(&whole)?, 120);
+    assert_eq!(
+        madrid.get("/api/status")?["time_zone"],
+        "Europe/Madrid",
+        "the pages show times as the group in Spain reads them"
+    );
     let list = madrid.get("/api/clients?limit=200")?;
     let first = list
         .as_array()

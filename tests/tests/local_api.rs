@@ -189,3 +189,36 @@ fn errors_are_json_with_the_status_of_their_kind_and_files_come_with_bytes() -> 
     }
     Ok(())
 }
+
+#[test]
+fn the_page_shows_times_in_the_time_zone_serve_was_given() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"), 0)?;
+    let replica = relay.replica(&tmp.path().join("a"), "a", &["acme"])?;
+    let wrong = std::process::Command::new(ficha_e2e::bin("ficha"))
+        .arg("--data")
+        .arg(&replica.data)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-zone",
+            "Mars/Olympus",
+        ])
+        .output()?;
+    assert!(!wrong.status.success(), "an unknown zone is refused");
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("Europe/Madrid"),
+        "and the error says what to give: {said}"
+    );
+    let canary = Served::start_with(&replica, &["--time-zone", "Atlantic/Canary"])?;
+    assert_eq!(canary.get("/api/status")?["time_zone"], "Atlantic/Canary");
+    drop(canary);
+    let plain = Served::start(&replica)?;
+    assert!(
+        plain.get("/api/status")?["time_zone"].is_null(),
+        "by default, the browser's"
+    );
+    Ok(())
+}

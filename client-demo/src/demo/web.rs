@@ -58,7 +58,11 @@ pub async fn run(dir: Option<PathBuf>) -> Result<()> {
                 replica,
                 &dir,
                 listener,
-                None,
+                crate::server::Options {
+                    mail: None,
+                    // The sample group is in Spain, wherever the visitor's machine is.
+                    time_zone: Some(chrono_tz::Europe::Madrid),
+                },
                 |r| {
                     let _ = ready.send((r.addr, r.link.clone()));
                 },

@@ -39,6 +39,8 @@ pub struct ApiState {
     pub listen: Option<SocketAddr>,
     /// The API key and signed-in sessions.
     pub auth: Arc<Auth>,
+    /// The time zone the page shows times in (None: the browser's).
+    pub time_zone: Option<chrono_tz::Tz>,
 }
 
 /// An error as the API answers it.
@@ -238,6 +240,7 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     let status = blocking(&s, move |r| r.status(relay, sync, last_error, progress)).await?;
     let mut status = json!(status);
     status["offline"] = json!(s.sync.offline());
+    status["time_zone"] = json!(s.time_zone.map(|tz| tz.name()));
     Ok(Json(status))
 }
 

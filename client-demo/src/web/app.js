@@ -13,13 +13,43 @@ const t = (key, vars = {}) => {
 const locale = () => (lang === 'es' ? 'es-ES' : 'en-GB');
 // Client data is user input: it never becomes markup.
 const esc = v => String(v ?? '').replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+// The replica's time zone (from /api/status); undefined: the browser's.
+let timeZone;
 const fmtDate = v => {
   if (v === null || v === undefined || v === '') return '';
   const d = new Date(v);
   if (isNaN(d)) return String(v);
+  // A day is a day everywhere: "2026-12-03" parses as UTC midnight, so it is shown in UTC.
   const dateOnly = typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v);
-  return new Intl.DateTimeFormat(locale(), dateOnly ? { dateStyle: 'medium' } : { dateStyle: 'medium', timeStyle: 'short' }).format(d);
+  return new Intl.DateTimeFormat(locale(), dateOnly ? { dateStyle: 'medium', timeZone: 'UTC' } : { dateStyle: 'medium', timeStyle: 'short', timeZone }).format(d);
 };
+// The wall clock of an instant in the page's time zone.
+function wallClock(ms) {
+  const parts = new Intl.DateTimeFormat('en-GB', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' })
+    .formatToParts(new Date(ms));
+  return Object.fromEntries(parts.map(p => [p.type, p.value]));
+}
+// An instant as a datetime-local input shows it: "YYYY-MM-DDTHH:MM" in the page's time zone.
+function toWallTime(v) {
+  const d = new Date(v);
+  if (isNaN(d)) return '';
+  const p = wallClock(d.getTime());
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+// The instant a datetime-local input's "YYYY-MM-DDTHH:MM" names in the page's time zone:
+// start from the wall time read as UTC and move by the zone's offset (twice, for DST edges).
+function fromWallTime(s) {
+  const [y, mo, d, h, mi] = s.split(/[-T:]/).map(Number);
+  const want = Date.UTC(y, mo - 1, d, h, mi);
+  let at = want;
+  for (let i = 0; i < 2; i++) {
+    const p = wallClock(at);
+    at += want - Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
+  }
+  return new Date(at).toISOString();
+}
+// Today in the page's time zone, as "YYYY-MM-DD".
+const today = () => toWallTime(Date.now()).slice(0, 10);
 // Money is kept in minor units per currency ({"EUR": 12345}).
 const fmtMoney = totals => Object.entries(totals || {})
   .map(([cur, minor]) => new Intl.NumberFormat(locale(), { style: 'currency', currency: cur }).format(minor / 100))
@@ -174,6 +204,7 @@ document.addEventListener('click', async e => {
 });
 async function showStatus() {
   const s = await api('/api/status');
+  timeZone = s.time_zone || undefined;
   // A status read before the switch's own request landed must not flip the box back.
   if (!switching) $('#offline').checked = !!s.offline;
   const online = s.relay === 'connected';

@@ -53,13 +53,14 @@ function fieldInput(f, value = '', options = null) {
   let opts = options;
   if (!opts && f.type === 'enum') opts = f.values.map(v => [v, shown(v, 'enum')]);
   if (!opts && (f.type === 'bool' || f.type === 'boolean')) opts = [['true', t('yes')], ['false', t('no')]];
-  return input(f.name, fieldLabel(f.name), { required: f.required, options: opts, type, value: value == null ? '' : String(value) });
+  const shownValue = value == null ? '' : f.type === 'date_time' && value ? toWallTime(value) : String(value);
+  return input(f.name, fieldLabel(f.name), { required: f.required, options: opts, type, value: shownValue });
 }
 
 // What a form or an editor gives, in the shape the API takes for that field.
 function given(f, raw) {
   if (raw === '' || raw === undefined) return raw;
-  if (f.type === 'date_time' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(raw)) return new Date(raw).toISOString();
+  if (f.type === 'date_time' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(raw)) return fromWallTime(raw);
   if (f.type === 'integer' || f.type === 'rating') return Number(raw);
   if (f.type === 'bool' || f.type === 'boolean') return raw === 'true';
   return raw;
@@ -127,7 +128,7 @@ const valueOf = (r, f) => (f.name === 'total' ? r.total : r.fields?.[f.name]);
 function kindRows(kind, records, canWrite) {
   const cols = kind.fields.filter(f => !f.system && f.type !== 'lines' && f.type !== 'long_text' && f.type !== 'reference').slice(0, 7);
   const head = cols.map(f => `<th>${esc(fieldLabel(f.name))}</th>`).join('');
-  const now = new Date().toISOString().slice(0, 10);
+  const now = today();
   const rows = records.map(r => {
     const cells = cols.map(f => `<td>${canWrite
       ? editable(valueOf(r, f), f.type, { 'edit-record': r.id, kind: kind.kind, field: f.name })
@@ -279,7 +280,7 @@ function fileView(id) {
     });
     forms('time').innerHTML = form('time', [input('text', t('time.text'), { type: 'textarea', required: true }),
       input('employee', t('time.employee'), { required: true, options: employees.map(e => [e.id, e.name || e.code]), value: me?.employee?.id || '' }),
-      input('date', t('time.date'), { type: 'date', required: true, value: new Date().toISOString().slice(0, 10) }),
+      input('date', t('time.date'), { type: 'date', required: true, value: today() }),
       input('minutes', t('time.minutes'), { type: 'number' }), input('next_action', t('time.next'), { type: 'date' })], t('time.add'));
     onSubmit(forms('time').firstElementChild, async d => {
       if (d.minutes) d.minutes = Number(d.minutes);
