@@ -185,6 +185,12 @@ fn every_kind_syncs_between_branches_and_a_central_office_and_merges_field_by_fi
     }
     let shown = json(&hq, &["client", "show", &ana, "--json"])?;
     assert_eq!(shown["linked"]["invoice"], 2, "{}", shown["linked"]);
+    // Each record names the automerge-repo URL an automerge-repo app opens it by.
+    let url = shown["automerge_url"].as_str().context("automerge_url")?;
+    assert_eq!(ficha_core::DocId::from_automerge(url)?.to_string(), ana);
+    let invoice_url = record(&hq, &from_a["invoice"])?["automerge_url"].clone();
+    let invoice_id = ficha_core::DocId::from_automerge(invoice_url.as_str().context("a url")?)?;
+    assert_eq!(invoice_id.to_string(), from_a["invoice"]);
 
     // The same invoice edited in both branches at once: different fields both survive, the
     // field both set converges to one value with the other kept under conflicts.

@@ -327,6 +327,8 @@ impl Replica {
             for k in ["linked", "sales_total", "pending_total"] {
                 m.insert(k.into(), account[k].clone());
             }
+            // The same document, as an automerge-repo app opens it.
+            m.insert("automerge_url".into(), id.automerge_url().into());
             // Derived from the merged movements, so every replica shows the same alert.
             let wallet = ficha_domain::wallet::compute(&records);
             let mut derived = Vec::new();

@@ -602,6 +602,7 @@ impl Replica {
         };
         self.check_readable(v["company"].as_str().unwrap_or_default())?;
         super::queries::add_iso_dates(&mut v);
+        v["automerge_url"] = id.automerge_url().into();
         Ok(v)
     }
 

@@ -9,6 +9,9 @@ pub enum IdError {
     /// Not a UUID.
     #[error("{0:?} is not a valid id (expected a UUID)")]
     BadUuid(String),
+    /// Not an automerge-repo document id or URL of 16 bytes.
+    #[error("{0:?} is not an automerge document id (expected automerge:<base58check of 16 bytes>)")]
+    BadAutomergeId(String),
     /// Not a valid company code.
     #[error("{0:?} is not a valid company code (1-64 letters, digits, '-', '_' or '.')")]
     BadCompany(String),

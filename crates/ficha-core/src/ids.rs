@@ -65,6 +65,33 @@ uuid_id!(
     /// One Automerge document (one client file).
     DocId
 );
+impl DocId {
+    /// Its automerge-repo document id: the 16 bytes, base58check encoded (as automerge-repo's
+    /// `bs58check` does), so an automerge-repo app opens the same record by it.
+    pub fn automerge_id(&self) -> String {
+        bs58::encode(self.0).with_check().into_string()
+    }
+
+    /// Its `automerge:` URL, as automerge-repo apps share documents.
+    pub fn automerge_url(&self) -> String {
+        format!("automerge:{}", self.automerge_id())
+    }
+
+    /// Reads an automerge-repo document id, bare or as an `automerge:` URL (a `#heads` suffix
+    /// is ignored).
+    pub fn from_automerge(s: &str) -> Result<Self, IdError> {
+        let bad = || IdError::BadAutomergeId(s.to_string());
+        let id = s.trim().strip_prefix("automerge:").unwrap_or(s.trim());
+        let id = id.split('#').next().unwrap_or(id);
+        let bytes = bs58::decode(id)
+            .with_check(None)
+            .into_vec()
+            .map_err(|_| bad())?;
+        let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
+        Ok(Self(bytes))
+    }
+}
+
 uuid_id!(
     /// One replica (a branch server or a laptop), chosen at `init`.
     ReplicaId
@@ -190,6 +217,26 @@ mod tests {
         let a = actor_for(r, 42);
         assert_eq!(replica_of_actor(&a), Some(r));
         assert_ne!(actor_for(r, 1), actor_for(r, 2));
+    }
+
+    #[test]
+    fn automerge_ids_are_what_automerge_repo_makes() {
+        // Vectors from npm's bs58check 4 (what automerge-repo encodes document ids with).
+        let d: DocId = "6f1e7c0a-2b3d-4e5f-6071-8293a4b5c6d7"
+            .parse()
+            .expect("uuid");
+        assert_eq!(d.automerge_url(), "automerge:2Ynj7oxxh9Dz3je7bXdhqU4SKJib");
+        assert_eq!(DocId([0; 16]).automerge_id(), "11111111111111114Ki9Gx");
+        assert_eq!(DocId::from_automerge(&d.automerge_url()), Ok(d));
+        assert_eq!(
+            DocId::from_automerge("2Ynj7oxxh9Dz3je7bXdhqU4SKJib#abc"),
+            Ok(d)
+        );
+        // A changed character fails the checksum; a valid id of other than 16 bytes is refused.
+        assert!(DocId::from_automerge("automerge:2Ynj7oxxh9Dz3je7bXdhqU4SKJic").is_err());
+        let short = bs58::encode([1u8; 8]).with_check().into_string();
+        assert!(DocId::from_automerge(&short).is_err());
+        assert!(DocId::from_automerge("automerge:").is_err());
     }
 
     #[test]
