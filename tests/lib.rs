@@ -375,6 +375,15 @@ impl Drop for Served {
     }
 }
 
+/// The `name=value` of the session cookie an answer sets, if it sets one.
+pub fn session_cookie(r: &reqwest::blocking::Response) -> Option<String> {
+    r.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();

@@ -90,6 +90,30 @@ try {
     await o.locator('#count', { hasText: /de 120\b/ }).waitFor();
     await shot(o, 'demo-office');
   });
+  await step('an archived client whose double was created meanwhile is reactivated only after a check', async () => {
+    await a.goto(MADRID + '/clients');
+    const f = a.locator('form[data-form="new-client"]');
+    await f.getByLabel('Teléfono').fill('610 000 000');
+    await a.locator('#similar a').first().click();
+    await a.waitForURL(/\/clients\/[0-9a-f-]{36}/);
+    const original = a.url();
+    await a.locator('[data-move="archive"]').click();
+    await a.locator('#state-msg', { hasText: 'Hecho' }).waitFor();
+    await a.locator('[data-panel="general"]', { hasText: 'Histórico' }).waitFor();
+    // Someone, not seeing her in the active list, creates her again.
+    await a.goto(MADRID + '/clients');
+    await f.getByLabel('Nombre').fill('Persona Repetida');
+    await f.getByLabel('Teléfono').fill('610 000 000');
+    await f.locator('button', { hasText: 'Crear' }).click();
+    await a.waitForURL(u => /\/clients\/[0-9a-f-]{36}/.test(u.toString()) && u.toString() !== original);
+    await a.goto(original);
+    await a.locator('[data-move="restore"]').click();
+    await a.locator('#state-msg', { hasText: 'No se ha hecho' }).waitFor();
+    await shot(a, 'demo-reactivation-refused');
+    await a.locator('#state-msg button', { hasText: 'Reactivar igualmente' }).click();
+    await a.locator('#state-msg', { hasText: 'Hecho' }).waitFor();
+    await a.locator('[data-panel="general"]', { hasText: 'Activo' }).waitFor();
+  });
   console.log('demo ok');
 } finally {
   await ctx.close();

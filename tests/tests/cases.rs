@@ -360,13 +360,7 @@ fn cases_notifications_and_time_work_over_http_for_the_signed_in_employee() -> R
         .post(format!("{}/api/session", served.base))
         .json(&serde_json::json!({"employee": "ANA", "password": "secreto-largo"}))
         .send()?;
-    let cookie = signed
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("a session cookie")?
-        .to_string();
+    let cookie = ficha_e2e::session_cookie(&signed).context("a session cookie")?;
     let mine = |all: bool| -> Result<Value> {
         Ok(http
             .get(format!("{}/api/notifications?all={all}", served.base))

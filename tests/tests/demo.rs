@@ -182,13 +182,7 @@ impl Page {
             r.status().is_success(),
             "{employee} could not sign in on {base}"
         );
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .context("a session cookie")?
-            .to_string();
+        let cookie = ficha_e2e::session_cookie(&r).context("a session cookie")?;
         Ok(Self {
             base: base.to_string(),
             cookie,
@@ -202,13 +196,7 @@ impl Page {
             .build()?
             .get(link)
             .send()?;
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .context("the one-time link gave no session")?
-            .to_string();
+        let cookie = ficha_e2e::session_cookie(&r).context("the one-time link gave no session")?;
         let base = link.split("/?token=").next().unwrap_or(link).to_string();
         Ok(Self { base, cookie })
     }

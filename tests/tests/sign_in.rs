@@ -44,12 +44,7 @@ impl Session {
             .json(&json!({"employee": employee, "password": password}))
             .send()?;
         let status = r.status().as_u16();
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_string);
+        let cookie = ficha_e2e::session_cookie(&r);
         Ok((
             status,
             Session {
@@ -114,13 +109,7 @@ fn roles_are_enforced_and_the_log_names_who_did_what() -> Result<()> {
         303,
         "the link signs in and goes to the page"
     );
-    let cookie = opened
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("a session cookie")?
-        .to_string();
+    let cookie = ficha_e2e::session_cookie(&opened).context("a session cookie")?;
     let holder = Session {
         base: served.base.clone(),
         cookie: Some(cookie),

@@ -295,9 +295,18 @@ function listView(state) {
     const ids = [...root.querySelectorAll('input[data-pick]:checked')].map(c => c.dataset.pick);
     if (!action || !ids.length) return;
     if (!confirm(t('list.confirm', { action: t('action.' + action), n: ids.length }))) return;
-    await api('/api/clients/bulk', { method: 'POST', body: { action, ids } });
-    const undo = { archive: 'restore', trash: 'restore', restore: state === 'trashed' ? 'trash' : 'archive' }[action];
     const done = $('#bulk-done');
+    try {
+      await api('/api/clients/bulk', { method: 'POST', body: { action, ids } });
+    } catch (err) {
+      // Nothing changed: say why (a likely duplicate of a reactivation), and offer to go ahead.
+      setHtml(done, `<span class="warning">${esc(t('state.refused'))} ${esc(err.message)}</span>`
+        + (action === 'restore' ? ` <button id="bulk-force">${esc(t('state.force'))}</button>` : ''));
+      const f = $('#bulk-force');
+      if (f) f.onclick = async () => { await api('/api/clients/bulk', { method: 'POST', body: { action, ids, force: true } }); done.textContent = ''; load(); };
+      return;
+    }
+    const undo = { archive: 'restore', trash: 'restore', restore: state === 'trashed' ? 'trash' : 'archive' }[action];
     done.innerHTML = `${esc(t('list.done', { n: ids.length, action: t('action.' + action) }))} <button>${esc(t('undo'))}</button>`;
     done.querySelector('button').onclick = async () => { await api('/api/clients/bulk', { method: 'POST', body: { action: undo, ids, force: true } }); done.textContent = ''; load(); };
     load();

@@ -151,12 +151,30 @@ async function addForm(spec, fields, refOptions) {
 }
 
 // ---- The client file -----------------------------------------------------------------------
+const MOVE_TO = { archive: 'archived', trash: 'trashed', restore: 'active' };
+// Moves the open client to another state; a refused reactivation (a likely duplicate among the
+// active clients) shows why, with the choice to go ahead after checking.
+document.addEventListener('click', async e => {
+  const b = e.target.closest('[data-move]');
+  if (!b) return;
+  const id = decodeURIComponent(location.pathname.split('/')[2] || '');
+  const action = b.dataset.move, force = b.dataset.force === 'true';
+  const msg = $('#state-msg');
+  try {
+    await api(`/api/clients/${encodeURIComponent(id)}/state`, { method: 'POST', body: { state: MOVE_TO[action], force } });
+    setText(msg, t('state.done', { action: t('action.' + action) }));
+  } catch (err) {
+    setHtml(msg, `<p class="warning">${esc(t('state.refused'))} ${esc(err.message)}</p>`
+      + (action === 'restore' && !force ? `<button data-move="restore" data-force="true">${esc(t('state.force'))}</button>` : ''));
+  }
+  refresh();
+});
 function fileView(id) {
   const keys = FILE_TABS.map(x => x.key);
   let tab = location.hash.slice(1) || 'general';
   if (!keys.includes(tab)) tab = 'general';
   const root = $('#view');
-  root.innerHTML = `<h1 id="name"></h1><div id="banner"></div>
+  root.innerHTML = `<h1 id="name"></h1><div id="banner"></div><div id="state-actions"></div><div id="state-msg" role="status"></div>
     <div class="tabs" role="tablist">${keys.map(k => `<button role="tab" data-tab="${k}" aria-selected="${k === tab}">${esc(t('file.' + k))}</button>`).join('')}</div>
     ${keys.map(k => `<section data-panel="${k}" ${k === tab ? '' : 'hidden'}><div class="data"></div><div class="forms"></div></section>`).join('')}`;
   root.querySelectorAll('[data-tab]').forEach(b => b.onclick = () => {
@@ -304,6 +322,8 @@ function fileView(id) {
     if (!built) { built = true; await buildForms(c); }
     setText($('#name'), c.name);
     document.title = c.name + ' · Ficha';
+    const moves = !canWrite() ? [] : c.state === 'active' ? ['archive', 'trash'] : ['archived', 'trashed'].includes(c.state) ? ['restore'] : [];
+    setHtml($('#state-actions'), moves.map(a => `<button data-move="${a}">${esc(t('action.' + a))}</button>`).join(' '));
     const critical = [...c.alerts.filter(a => a.active && a.priority === 'critical'), ...(c.allergies || []).filter(a => a.active !== false)];
     const overdraft = c.wallet?.overdraft;
     setHtml($('#banner'), (critical.length ? `<p class="banner" role="alert">${esc(t('file.critical'))}: ${critical.map(a => esc(a.description || a.type || a.name)).join(' · ')}</p>` : '')
@@ -311,7 +331,7 @@ function fileView(id) {
     const general = [['name', c.name], ['email', c.email], ['phone', c.phone], ['company', c.company, 'fixed'], ['state', t('state.' + c.state), 'fixed'],
       ['additional_info', c.additional_info], ...Object.entries(c.profile || {}).map(([k, v]) => [k, v])];
     const conflicts = c.conflicts || {};
-    patch(data('general'), general.map(([k, v, fixed]) => [k, `<p><b>${esc(fieldLabel(k))}</b>: <span class="value">${fixed || !canWrite() ? esc(shown(v)) : editable(v, 'text', { 'edit-field': k })}</span>
+    patch(data('general'), general.map(([k, v, fixed]) => [k, `<p><b>${esc(fieldLabel(k))}</b>: <span class="value">${fixed || !canWrite() ? esc(shown(v, k === 'gender' ? 'enum' : undefined)) : editable(v, k === 'gender' ? 'enum' : 'text', { 'edit-field': k })}</span>
       ${conflicts[k] ? `<span class="conflict">${esc(t('file.conflict'))}: ${conflicts[k].map(o => `<button data-pick-field="${esc(k)}" data-value="${esc(o)}">${esc(o)}</button>`).join(' ')}</span>` : ''}</p>`]));
     patch(data('notes'), list(c.notes.filter(n => n.active).map(n => [n.id, `<article><p>${esc(n.text)}</p><small>${esc(fmtDate(n.created_at))}</small></article>`])));
     patch(data('comments'), list(c.comments.filter(n => n.active !== false).map(n => [n.id, `<article><p>${esc(n.text)}</p><small>${esc(shown(n.priority, 'enum'))} · ${esc(fmtDate(n.created_at))}</small></article>`])));
