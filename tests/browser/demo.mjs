@@ -109,6 +109,7 @@ try {
     await a.goto(original);
     await a.locator('[data-move="restore"]').click();
     await a.locator('#state-msg', { hasText: 'No se ha hecho' }).waitFor();
+    await a.locator('#state-msg li', { hasText: 'Persona Repetida' }).filter({ hasText: 'mismo teléfono' }).waitFor();
     await shot(a, 'demo-reactivation-refused');
     await a.locator('#state-msg button', { hasText: 'Reactivar igualmente' }).click();
     await a.locator('#state-msg', { hasText: 'Hecho' }).waitFor();

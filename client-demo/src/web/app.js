@@ -286,8 +286,7 @@ function listView(state) {
       const q = new URLSearchParams([...new FormData(nf)].filter(([, v]) => v));
       const found = q.get('company') && (q.get('email') || q.get('phone')) ? await api('/api/clients/similar?' + q).catch(() => []) : [];
       if (mine !== asked) return;
-      setHtml($('#similar'), found.length ? `<p class="warning">${esc(t('dup.warning'))}</p><ul>${found.map(f =>
-        `<li><a href="/clients/${esc(f.client.id)}" data-nav>${esc(f.client.name)}</a> (${f.reasons.map(r => esc(t('dup.same', { what: t('dup.what.' + r) }))).join(', ')})</li>`).join('')}</ul>` : '');
+      setHtml($('#similar'), found.length ? `<p class="warning">${esc(t('dup.warning'))}</p>${similarList(found)}` : '');
     });
   }
   $('#bulk').onchange = async e => {
@@ -332,6 +331,18 @@ function listView(state) {
       <td>${esc(c.home_centre)}</td><td>${esc(c.company)}</td><td>${esc(fmtMoney(c.sales_total))}</td><td>${esc(fmtDate(c.last_update))}</td></tr>`]));
   }
   return load;
+}
+
+// Clients that may be one person with another, each linked, with what they share.
+function similarList(found) {
+  return `<ul>${found.map(f => `<li><a href="/clients/${esc(f.client.id)}" data-nav>${esc(f.client.name)}</a> (${f.reasons.map(r => esc(t('dup.same', { what: t('dup.what.' + r) }))).join(', ')})</li>`).join('')}</ul>`;
+}
+// The active clients a client to reactivate may duplicate (what the relay's rule refused).
+async function activeDoubles(c) {
+  const q = new URLSearchParams({ company: c.company, name: c.name });
+  for (const [k, v] of [['email', c.email], ['phone', c.phone], ['tax_id', c.profile?.tax_id], ['birth_date', c.profile?.birth_date]]) if (v) q.set(k, v);
+  const found = await api('/api/clients/similar?' + q).catch(() => []);
+  return found.filter(f => f.client.id !== c.id && f.client.state === 'active');
 }
 
 function duplicatesView() {

@@ -164,7 +164,11 @@ document.addEventListener('click', async e => {
     await api(`/api/clients/${encodeURIComponent(id)}/state`, { method: 'POST', body: { state: MOVE_TO[action], force } });
     setText(msg, t('state.done', { action: t('action.' + action) }));
   } catch (err) {
-    setHtml(msg, `<p class="warning">${esc(t('state.refused'))} ${esc(err.message)}</p>`
+    // Said in the page's words when the refusal is a likely duplicate: who, and what they share.
+    const c = action === 'restore' ? await api(`/api/clients/${encodeURIComponent(id)}`).catch(() => null) : null;
+    const doubles = c ? await activeDoubles(c) : [];
+    const why = doubles.length ? `${esc(t('dup.warning'))}</p>${similarList(doubles)}<p>` : esc(err.message);
+    setHtml(msg, `<p class="warning">${esc(t('state.refused'))} ${why}</p>`
       + (action === 'restore' && !force ? `<button data-move="restore" data-force="true">${esc(t('state.force'))}</button>` : ''));
   }
   refresh();
@@ -329,7 +333,9 @@ function fileView(id) {
     setHtml($('#banner'), (critical.length ? `<p class="banner" role="alert">${esc(t('file.critical'))}: ${critical.map(a => esc(a.description || a.type || a.name)).join(' · ')}</p>` : '')
       + (overdraft ? `<p class="banner" id="overdraft" role="alert">${esc(t('wallet.overdraft'))}</p>` : ''));
     const general = [['name', c.name], ['email', c.email], ['phone', c.phone], ['company', c.company, 'fixed'], ['state', t('state.' + c.state), 'fixed'],
-      ['additional_info', c.additional_info], ...Object.entries(c.profile || {}).map(([k, v]) => [k, v])];
+      ['additional_info', c.additional_info], ...Object.entries(c.profile || {}).map(([k, v]) => k === 'assigned_employee'
+        // An employee is shown by name; the id is no word for a person.
+        ? [k, reg.employees.find(e => e.id === v)?.name ?? v, 'fixed'] : [k, v])];
     const conflicts = c.conflicts || {};
     patch(data('general'), general.map(([k, v, fixed]) => [k, `<p><b>${esc(fieldLabel(k))}</b>: <span class="value">${fixed || !canWrite() ? esc(shown(v, k === 'gender' ? 'enum' : undefined)) : editable(v, k === 'gender' ? 'enum' : 'text', { 'edit-field': k })}</span>
       ${conflicts[k] ? `<span class="conflict">${esc(t('file.conflict'))}: ${conflicts[k].map(o => `<button data-pick-field="${esc(k)}" data-value="${esc(o)}">${esc(o)}</button>`).join(' ')}</span>` : ''}</p>`]));
