@@ -25,6 +25,7 @@ pub mod index;
 pub mod mem;
 pub mod relay;
 pub mod replica;
+pub mod repo_wire;
 pub mod token;
 
 pub use error::{ChangeError, FrameError, IdError, TokenError};
