@@ -299,7 +299,7 @@ function listView(state) {
       await api('/api/clients/bulk', { method: 'POST', body: { action, ids } });
     } catch (err) {
       // Nothing changed: say why (a likely duplicate of a reactivation), and offer to go ahead.
-      setHtml(done, `<span class="warning">${esc(t('state.refused'))} ${esc(err.message)}</span>`
+      done.innerHTML = (`<span class="warning">${esc(t('state.refused'))} ${esc(err.message)}</span>`
         + (action === 'restore' ? ` <button id="bulk-force">${esc(t('state.force'))}</button>` : ''));
       const f = $('#bulk-force');
       if (f) f.onclick = async () => { await api('/api/clients/bulk', { method: 'POST', body: { action, ids, force: true } }); done.textContent = ''; load(); };

@@ -162,13 +162,13 @@ document.addEventListener('click', async e => {
   const msg = $('#state-msg');
   try {
     await api(`/api/clients/${encodeURIComponent(id)}/state`, { method: 'POST', body: { state: MOVE_TO[action], force } });
-    setText(msg, t('state.done', { action: t('action.' + action) }));
+    msg.textContent = t('state.done', { action: t('action.' + action) });
   } catch (err) {
     // Said in the page's words when the refusal is a likely duplicate: who, and what they share.
     const c = action === 'restore' ? await api(`/api/clients/${encodeURIComponent(id)}`).catch(() => null) : null;
     const doubles = c ? await activeDoubles(c) : [];
     const why = doubles.length ? `${esc(t('dup.warning'))}</p>${similarList(doubles)}<p>` : esc(err.message);
-    setHtml(msg, `<p class="warning">${esc(t('state.refused'))} ${why}</p>`
+    msg.innerHTML = (`<p class="warning">${esc(t('state.refused'))} ${why}</p>`
       + (action === 'restore' && !force ? `<button data-move="restore" data-force="true">${esc(t('state.force'))}</button>` : ''));
   }
   refresh();
