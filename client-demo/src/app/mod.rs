@@ -233,6 +233,7 @@ impl Replica {
             acting: Acting {
                 actor,
                 employee: None,
+                language: None,
             },
         })
     }

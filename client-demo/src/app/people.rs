@@ -104,9 +104,6 @@ impl Employee {
     }
 }
 
-/// The languages the web app speaks.
-pub const LANGUAGES: &[&str] = &["es", "en"];
-
 /// Who a replica acts as: itself (every right), or an employee with a role.
 #[derive(Debug, Clone)]
 pub struct Acting {
@@ -114,6 +111,8 @@ pub struct Acting {
     pub actor: Actor,
     /// The employee's role and company; None when the replica acts.
     pub employee: Option<(Role, Company)>,
+    /// The employee's web app language, read with the rest of their record.
+    pub language: Option<String>,
 }
 
 impl Replica {
@@ -127,6 +126,7 @@ impl Replica {
             acting: Acting {
                 actor: Actor::employee(&self.store.identity().name, &employee.id, &employee.name),
                 employee: Some((employee.role(), company)),
+                language: Some(employee.language.clone()),
             },
         })
     }
@@ -137,18 +137,14 @@ impl Replica {
     }
 
     /// Who acts, as `GET /api/session` shows it, with the employee's language.
-    pub fn acting_json(&self) -> Result<serde_json::Value, AppError> {
-        let language = match self.acting_employee() {
-            Some(id) => Some(self.employee(&id)?.language),
-            None => None,
-        };
-        Ok(serde_json::json!({
+    pub fn acting_json(&self) -> serde_json::Value {
+        serde_json::json!({
             "replica": self.acting.actor.replica,
             "employee": self.acting.actor.employee,
             "role": self.acting.employee.as_ref().map(|(r, _)| *r),
             "company": self.actor_company(),
-            "language": language,
-        }))
+            "language": self.acting.language,
+        })
     }
 
     /// Refuses unless whoever acts has at least `role`.
@@ -322,7 +318,9 @@ impl Replica {
     /// Sets the language of an employee's web app (es or en): the employee or an admin.
     pub fn set_language(&self, id_or_code: &str, language: &str) -> Result<(), AppError> {
         let e = self.own_or_admin(id_or_code)?;
-        if !LANGUAGES.contains(&language) {
+        let known = matches!(employee_field("language")?.ty,
+            ficha_domain::record::FieldType::Enum(values) if values.contains(&language));
+        if !known {
             return Err(AppError::BadInput(format!(
                 "unknown language {language:?}: use es (español) or en (English)"
             )));
@@ -345,9 +343,7 @@ impl Replica {
     /// callers above decide who may.
     fn set_employee_field(&self, e: &Employee, name: &str, value: String) -> Result<(), AppError> {
         let id = super::parse_id(&e.id)?;
-        let field = ficha_domain::record::kind("employee")
-            .and_then(|k| k.field(name))
-            .ok_or_else(|| AppError::BadInput(format!("employees have no {name} field")))?;
+        let field = employee_field(name)?;
         // Not `writer()`: a viewer keeps their own password and language too.
         if !self.may_write() {
             return Err(AppError::ReadOnly);
@@ -403,4 +399,11 @@ impl Replica {
         }
         Ok(e)
     }
+}
+
+/// A field of the employee kind, from the registry.
+fn employee_field(name: &str) -> Result<&'static ficha_domain::record::FieldSpec, AppError> {
+    ficha_domain::record::kind("employee")
+        .and_then(|k| k.field(name))
+        .ok_or_else(|| AppError::BadInput(format!("employees have no {name} field")))
 }

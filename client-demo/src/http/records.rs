@@ -218,7 +218,7 @@ pub(super) async fn password(
 
 /// `GET /api/session`: who this session acts as.
 pub(super) async fn whoami(State(s): State<ApiState>) -> ApiResult {
-    let who = blocking(&s, |r| r.acting_json()).await?;
+    let who = blocking(&s, |r| Ok(r.acting_json())).await?;
     Ok(Json(who))
 }
 
