@@ -79,12 +79,14 @@ pub fn match_keys(
     out
 }
 
+/// True unless `c` is the tombstone a merge left: only live records can be duplicates.
+fn is_live(c: &ClientSummary) -> bool {
+    c.merged_into.is_none() && c.state != "merged"
+}
+
 /// Every candidate pair, in a stable order.
 pub fn candidates(clients: &[ClientSummary]) -> Vec<Candidate> {
-    let live: Vec<&ClientSummary> = clients
-        .iter()
-        .filter(|c| c.merged_into.is_none() && c.state != "merged")
-        .collect();
+    let live: Vec<&ClientSummary> = clients.iter().filter(|c| is_live(c)).collect();
     let mut by_key: BTreeMap<(String, &'static str, String), Vec<usize>> = BTreeMap::new();
     for (i, c) in live.iter().enumerate() {
         for (kind, key) in keys(c) {
@@ -155,7 +157,7 @@ pub fn similar(p: &Prospect, clients: &[ClientSummary]) -> Vec<Similar> {
     );
     clients
         .iter()
-        .filter(|c| c.company == p.company && c.merged_into.is_none() && c.state != "merged")
+        .filter(|c| c.company == p.company && is_live(c))
         .filter_map(|c| {
             let theirs = keys(c);
             let reasons: Vec<&'static str> = wanted
