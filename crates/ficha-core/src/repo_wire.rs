@@ -363,6 +363,25 @@ fn absent(d: &mut Decoder) -> Result<bool, minicbor::decode::Error> {
     }
 }
 
+/// Whether a map or array of `len` items (None: indefinite) has another after `seen`; the break
+/// that ends an indefinite one is consumed.
+fn another(
+    d: &mut Decoder,
+    len: Option<u64>,
+    seen: &mut u64,
+) -> Result<bool, minicbor::decode::Error> {
+    let more = match len {
+        Some(n) => *seen < n,
+        None if d.datatype()? == Type::Break => {
+            d.skip()?;
+            false
+        }
+        None => true,
+    };
+    *seen += 1;
+    Ok(more)
+}
+
 /// Calls `entry` with each key of a map (definite or not) positioned at its value; keys that
 /// are not strings are skipped with their values.
 fn each_entry<'b>(
@@ -371,16 +390,7 @@ fn each_entry<'b>(
 ) -> Result<(), minicbor::decode::Error> {
     let len = d.map()?;
     let mut seen = 0u64;
-    loop {
-        match len {
-            Some(n) if seen == n => return Ok(()),
-            None if d.datatype()? == Type::Break => {
-                d.skip()?;
-                return Ok(());
-            }
-            _ => {}
-        }
-        seen += 1;
+    while another(d, len, &mut seen)? {
         skip_tags(d)?;
         if d.datatype()? == Type::String {
             let key = d.str()?;
@@ -390,6 +400,7 @@ fn each_entry<'b>(
             d.skip()?;
         }
     }
+    Ok(())
 }
 
 fn opt_str(d: &mut Decoder) -> Result<Option<String>, minicbor::decode::Error> {
@@ -455,16 +466,7 @@ fn opt_strings(d: &mut Decoder) -> Result<Option<Vec<String>>, minicbor::decode:
     let len = d.array()?;
     let mut out = Vec::new();
     let mut seen = 0u64;
-    loop {
-        match len {
-            Some(n) if seen == n => break,
-            None if d.datatype()? == Type::Break => {
-                d.skip()?;
-                break;
-            }
-            _ => {}
-        }
-        seen += 1;
+    while another(d, len, &mut seen)? {
         if let Some(s) = opt_str(d)? {
             out.push(s);
         }
