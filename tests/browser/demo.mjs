@@ -1,22 +1,10 @@
 // A visitor's first minutes with `ficha demo --web`, in Debian's headless Chromium (run by
 // tests/tests/demo.rs). Exits non-zero, naming the step, at the first thing that goes wrong.
-import { chromium } from 'playwright-core';
-import path from 'node:path';
+import { env, launch, shot, step } from './harness.mjs';
 
-const env = k => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
-const [MADRID, OFFICE_LINK, SHOTS] = [env('MADRID_URL'), env('OFFICE_LINK'), env('SHOTS')];
-const step = async (name, f) => {
-  try { return await f(); } catch (e) { console.error(`step failed: ${name}: ${e.message}`); throw e; }
-};
-const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  // Far from the sample group in Spain: times must still read as the replica's (Madrid's).
-  timezoneId: 'Pacific/Auckland',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-});
-ctx.setDefaultTimeout(15000);
-const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+const [MADRID, OFFICE_LINK] = [env('MADRID_URL'), env('OFFICE_LINK')];
+// Far from the sample group in Spain: times must still read as the replica's (Madrid's).
+const ctx = await launch({ timezoneId: 'Pacific/Auckland' });
 try {
   const a = await ctx.newPage();
   await step('sign in at the Madrid branch with the printed code and password', async () => {

@@ -1,20 +1,9 @@
 // Staff's day in the web app, in Debian's headless Chromium (run by tests/tests/web.rs).
 // Exits non-zero, naming the step, at the first thing a person would see go wrong.
-import { chromium } from 'playwright-core';
-import path from 'node:path';
+import { env, launch, shot, step } from './harness.mjs';
 
-const env = k => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
-const [A, B, SHOTS] = [env('A_URL'), env('B_URL'), env('SHOTS')];
-const step = async (name, f) => {
-  try { return await f(); } catch (e) { console.error(`step failed: ${name}: ${e.message}`); throw e; }
-};
-const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-});
-ctx.setDefaultTimeout(15000);
-const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+const [A, B] = [env('A_URL'), env('B_URL')];
+const ctx = await launch();
 try {
   const a = await ctx.newPage();
   await step('sign in as an employee', async () => {
