@@ -347,12 +347,15 @@ fn an_employee_keeps_their_language_and_is_warned_of_a_likely_duplicate() -> Res
     // A viewer may not edit clients but keeps her own language, in her record.
     let (_, viewer) = Session::sign_in(&served, "V1", "secreto-largo")?;
     let who = |s: &Session| -> Result<Value> { Ok(s.call(Method::GET, "/api/session", None)?.1) };
+    let choose = |s: &Session, language: &str| {
+        s.call(
+            Method::POST,
+            "/api/session/language",
+            Some(json!({ "language": language })),
+        )
+    };
     assert_eq!(who(&viewer)?["language"], "es", "Spanish first");
-    let (status, body) = viewer.call(
-        Method::POST,
-        "/api/session/language",
-        Some(json!({"language": "en"})),
-    )?;
+    let (status, body) = choose(&viewer, "en")?;
     assert_eq!(status, 200, "{body}");
     let (_, again) = Session::sign_in(&served, "V1", "secreto-largo")?;
     assert_eq!(
@@ -360,11 +363,7 @@ fn an_employee_keeps_their_language_and_is_warned_of_a_likely_duplicate() -> Res
         "en",
         "a new session speaks her language"
     );
-    let (status, body) = viewer.call(
-        Method::POST,
-        "/api/session/language",
-        Some(json!({"language": "fr"})),
-    )?;
+    let (status, body) = choose(&viewer, "fr")?;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("es (español) or en"), "{body}");
     assert_eq!(
