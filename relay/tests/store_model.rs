@@ -287,3 +287,47 @@ fn compaction_reports_a_document_it_cannot_fold_and_folds_the_others() {
     redb.compact(usize::MAX).expect("again");
     assert_eq!(redb.read_feed(&acme, 0, usize::MAX).expect("feed"), after);
 }
+
+/// Binds actors as the model does, across a reopen and into a backup.
+#[test]
+fn actor_bindings_match_the_model_and_survive_reopen_and_backup() {
+    use automerge::ActorId;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut model = MemRelayStore::new(RelayEpoch([0; 16]));
+    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
+    let actor = |b: u8| ActorId::from(&[b; 16][..]);
+    let steps: [(&str, Vec<ActorId>); 5] = [
+        ("tablet", vec![actor(1), actor(2)]),
+        ("tablet", vec![actor(1)]),
+        ("kiosk", vec![actor(3), actor(2)]),
+        ("kiosk", vec![actor(3)]),
+        ("tablet", vec![actor(3)]),
+    ];
+    let mut results = Vec::new();
+    for (name, actors) in &steps {
+        let a = model.bind_actors(name, actors).expect("model");
+        let b = redb.bind_actors(name, actors).expect("redb");
+        assert_eq!(a, b, "{name} {actors:?}");
+        results.push(b);
+    }
+    assert_eq!(
+        results,
+        vec![None, None, Some(actor(2)), None, Some(actor(3))],
+        "a refused batch binds none of its actors: 3 was free until kiosk bound it alone"
+    );
+    let backup = dir.path().join("backup.redb");
+    redb.backup(&backup).expect("backup");
+    drop(redb);
+    let mut reopened = RedbRelayStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        reopened.bind_actors("kiosk", &[actor(1)]).expect("bind"),
+        Some(actor(1))
+    );
+    let target = dir.path().join("restored");
+    restore(&backup, &target).expect("restore");
+    let mut restored = RedbRelayStore::open(&target).expect("open");
+    assert_eq!(
+        restored.bind_actors("tablet", &[actor(3)]).expect("bind"),
+        Some(actor(3))
+    );
+}

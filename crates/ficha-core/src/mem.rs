@@ -294,6 +294,7 @@ pub struct MemRelayStore {
     names: BTreeMap<String, ReplicaId>,
     ids: BTreeMap<ReplicaId, String>,
     revoked: BTreeMap<String, u64>,
+    actors: BTreeMap<ActorId, String>,
     feeds: BTreeMap<Company, Vec<(FeedEntry, ReplicaId)>>,
     docs: BTreeMap<DocId, RelayDoc>,
 }
@@ -306,6 +307,7 @@ impl MemRelayStore {
             names: BTreeMap::new(),
             ids: BTreeMap::new(),
             revoked: BTreeMap::new(),
+            actors: BTreeMap::new(),
             feeds: BTreeMap::new(),
             docs: BTreeMap::new(),
         }
@@ -367,6 +369,23 @@ impl RelayStore for MemRelayStore {
                 Ok(Binding::Bound)
             }
         }
+    }
+
+    fn bind_actors(
+        &mut self,
+        name: &str,
+        actors: &[ActorId],
+    ) -> Result<Option<ActorId>, Infallible> {
+        if let Some(taken) = actors
+            .iter()
+            .find(|a| self.actors.get(*a).is_some_and(|n| n != name))
+        {
+            return Ok(Some(taken.clone()));
+        }
+        for a in actors {
+            self.actors.insert(a.clone(), name.to_string());
+        }
+        Ok(None)
     }
 
     fn read_feed(

@@ -2,10 +2,12 @@
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use automerge::ActorId;
+
 use ficha_core::ReplicaId;
 use ficha_core::relay::Binding;
 
-use super::schema::{BINDINGS, REPLICA_NAMES, REVOCATIONS, REVOKED};
+use super::schema::{ACTORS, BINDINGS, REPLICA_NAMES, REVOCATIONS, REVOKED};
 use super::{RelayStoreError, StoreHandle};
 
 /// Brings the access tables of a database written by an older relay up to this layout, in
@@ -58,6 +60,24 @@ pub(super) fn bind(
             Ok(Binding::Bound)
         }
     }
+}
+
+/// Binds every actor to `name` unless one is bound to another name, which is returned.
+pub(super) fn bind_actors(
+    txn: &WriteTransaction,
+    name: &str,
+    actors: &[ActorId],
+) -> Result<Option<ActorId>, RelayStoreError> {
+    let mut table = txn.open_table(ACTORS)?;
+    for a in actors {
+        if table.get(a.to_bytes())?.is_some_and(|n| n.value() != name) {
+            return Ok(Some(a.clone()));
+        }
+    }
+    for a in actors {
+        table.insert(a.to_bytes(), name)?;
+    }
+    Ok(None)
 }
 
 impl StoreHandle {

@@ -93,6 +93,7 @@ pub(super) fn copy_all(db: &Database, live: &Path, dest: &Path) -> Result<(), Re
         copy(&src, &dst, COMPANY_DOCS)?;
         copy(&src, &dst, BINDINGS)?;
         copy(&src, &dst, REPLICA_NAMES)?;
+        copy(&src, &dst, ACTORS)?;
         copy(&src, &dst, REVOKED)?;
         copy(&src, &dst, REVOCATIONS)?;
         copy(&src, &dst, DIRTY)?;

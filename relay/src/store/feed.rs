@@ -34,6 +34,19 @@ impl RelayStore for RedbRelayStore {
         Ok(binding)
     }
 
+    fn bind_actors(
+        &mut self,
+        name: &str,
+        actors: &[automerge::ActorId],
+    ) -> Result<Option<automerge::ActorId>, RelayStoreError> {
+        let txn = self.db.begin_write()?;
+        let taken = access::bind_actors(&txn, name, actors)?;
+        if taken.is_none() {
+            txn.commit()?;
+        }
+        Ok(taken)
+    }
+
     fn read_feed(
         &self,
         company: &Company,

@@ -200,6 +200,7 @@ fn init(db: &Database, path: &Path, create: bool) -> Result<RelayEpoch, RelaySto
     txn.open_table(PARKED)?;
     txn.open_table(PARKED_COUNT)?;
     txn.open_table(UNFOLDABLE)?;
+    txn.open_table(ACTORS)?;
     access::upgrade(&txn)?;
     txn.commit()?;
     Ok(epoch)

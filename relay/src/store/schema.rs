@@ -24,6 +24,8 @@ pub const COMPANY_DOCS: TableDefinition<(&str, &[u8; 16]), ()> =
 pub const BINDINGS: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("bindings");
 /// Replica id → the replica name that first used it (the other half of [`BINDINGS`]).
 pub const REPLICA_NAMES: TableDefinition<&[u8; 16], &str> = TableDefinition::new("replica_names");
+/// automerge-repo actor → the token name that first wrote with it through `/automerge`.
+pub const ACTORS: TableDefinition<&[u8], &str> = TableDefinition::new("repo_actors");
 /// Revoked replica names, as written by relays before revocations carried a time; moved into
 /// [`REVOCATIONS`] at open.
 pub const REVOKED: TableDefinition<&str, ()> = TableDefinition::new("revoked");

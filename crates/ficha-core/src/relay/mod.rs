@@ -9,13 +9,15 @@
 mod cache;
 mod overview;
 mod repair;
+mod repo;
+pub mod shape;
 mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use automerge::sync;
-use automerge::{Automerge, Change, ChangeHash};
+use automerge::{ActorId, Automerge, Change, ChangeHash};
 use thiserror::Error;
 
 use crate::digest::DocDigests;
@@ -108,6 +110,14 @@ pub trait RelayStore {
     fn revoked_at(&self, replica_name: &str) -> Result<Option<u64>, Self::Error>;
     /// Binds a replica name and a replica id to each other on first use, both ways.
     fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<Binding, Self::Error>;
+    /// Binds each actor to the token name that first wrote with it through `/automerge`
+    /// (automerge-repo clients draw a fresh random actor per document load); returns the first
+    /// actor already bound to another name, binding none of them then.
+    fn bind_actors(
+        &mut self,
+        name: &str,
+        actors: &[ActorId],
+    ) -> Result<Option<ActorId>, Self::Error>;
     /// Feed entries of a company after `after`, stopping after `max_bytes` of changes.
     fn read_feed(
         &self,
@@ -159,6 +169,10 @@ pub struct RelayConfig {
     pub max_parked: usize,
     /// Bytes of documents kept in memory to admit changes into.
     pub doc_cache_bytes: usize,
+    /// Concurrent automerge-repo connections one token name may hold.
+    pub max_repo_peers_per_name: usize,
+    /// Documents one automerge-repo connection may hold open.
+    pub max_repo_docs_per_peer: usize,
 }
 
 impl RelayConfig {
@@ -175,6 +189,8 @@ impl RelayConfig {
             max_sessions_per_replica: 4,
             max_parked: 10_000,
             doc_cache_bytes: 64 << 20,
+            max_repo_peers_per_name: 16,
+            max_repo_docs_per_peer: 4096,
         }
     }
 }
@@ -239,6 +255,10 @@ pub struct Relay<S> {
     pending: BTreeSet<ConnId>,
     sessions: BTreeMap<ConnId, Session>,
     subscribers: BTreeMap<Company, BTreeSet<ConnId>>,
+    /// automerge-repo sessions (see [`repo`]).
+    peers: BTreeMap<ConnId, repo::RepoPeer>,
+    /// Per document, the automerge-repo sessions that have it open.
+    watchers: BTreeMap<DocId, BTreeSet<ConnId>>,
     cache: DocCache,
     stats: RelayStats,
     refusals: overview::RefusalLog,
@@ -295,6 +315,8 @@ impl<S: RelayStore> Relay<S> {
             pending: BTreeSet::new(),
             sessions: BTreeMap::new(),
             subscribers: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            watchers: BTreeMap::new(),
             stats: RelayStats::default(),
             refusals: overview::RefusalLog::default(),
             now: 0,
@@ -348,14 +370,18 @@ impl<S: RelayStore> Relay<S> {
     /// Ends every open session of a replica name whose tokens were just revoked; the driver
     /// closes the returned connections.
     pub fn revoked(&mut self, name: &str) -> Vec<Output> {
-        self.end_sessions(|s| s.claims.replica == name, TokenError::Revoked)
+        let mut out = self.end_sessions(|s| s.claims.replica == name, TokenError::Revoked);
+        out.extend(self.end_peers(|p| p.claims.replica == name, &TokenError::Revoked));
+        out
     }
 
     /// Ends every session whose token has expired by `now` (seconds since the Unix epoch); the
     /// driver calls this every so often, so a session never outlives its token.
     pub fn expire(&mut self, now: u64) -> Vec<Output> {
         self.now = now;
-        self.end_sessions(|s| now >= s.claims.expires_at, TokenError::Expired)
+        let mut out = self.end_sessions(|s| now >= s.claims.expires_at, TokenError::Expired);
+        out.extend(self.end_peers(|p| now >= p.claims.expires_at, &TokenError::Expired));
+        out
     }
 
     fn end_sessions(&mut self, which: impl Fn(&Session) -> bool, why: TokenError) -> Vec<Output> {
@@ -390,6 +416,7 @@ impl<S: RelayStore> Relay<S> {
     /// A connection ended, cleanly or not.
     pub fn disconnect(&mut self, conn: ConnId) {
         self.pending.remove(&conn);
+        self.disconnect_peer(conn);
         if let Some(session) = self.sessions.remove(&conn) {
             for company in session.feeds.keys() {
                 if let Some(subs) = self.subscribers.get_mut(company) {

@@ -62,7 +62,7 @@ impl RefusalLog {
 }
 
 impl<S: RelayStore> Relay<S> {
-    /// Every open session, by connection.
+    /// Every open session, by connection (Ficha replicas, then automerge-repo peers).
     pub fn sessions_info(&self) -> Vec<SessionInfo> {
         self.sessions
             .iter()
@@ -81,6 +81,17 @@ impl<S: RelayStore> Relay<S> {
                     .collect(),
                 unacked: s.feeds.values().map(|f| f.unacked).sum(),
             })
+            .chain(self.peers.iter().map(|(conn, p)| SessionInfo {
+                conn: *conn,
+                replica: format!("{} (automerge-repo)", p.claims.replica),
+                code: p.claims.code.clone(),
+                companies: p.claims.companies.iter().map(|c| c.to_string()).collect(),
+                read_only: !p.claims.write,
+                connected_at: p.connected_at,
+                last_seen: p.last_seen,
+                cursors: BTreeMap::new(),
+                unacked: 0,
+            }))
             .collect()
     }
 
@@ -97,7 +108,12 @@ impl<S: RelayStore> Relay<S> {
         code: ErrorCode,
         reason: &str,
     ) {
-        let replica = self.sessions.get(&conn).map(|s| s.claims.replica.clone());
+        let replica = self
+            .sessions
+            .get(&conn)
+            .map(|s| &s.claims.replica)
+            .or_else(|| self.peers.get(&conn).map(|p| &p.claims.replica))
+            .cloned();
         self.refusals.push(RefusalRecord {
             at: self.now,
             replica,

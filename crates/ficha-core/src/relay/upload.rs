@@ -285,6 +285,12 @@ impl<S: RelayStore> Relay<S> {
         for (company, entries) in by_company {
             self.push_live(conn, company, entries, out);
         }
+        let mut ids = ids;
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            self.push_repo(id, None, out);
+        }
         Ok(())
     }
 }
