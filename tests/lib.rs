@@ -431,3 +431,19 @@ pub fn browser() -> Result<Option<(String, PathBuf)>> {
         }
     }
 }
+
+/// The stock automerge-repo client script (`tests/automerge-repo/client.mjs`, with its pinned
+/// npm packages), or None (said on stderr) when its packages are not installed outside CI; in
+/// CI, an error.
+pub fn automerge_repo_client() -> Result<Option<PathBuf>> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("automerge-repo");
+    if here.join("node_modules/@automerge/automerge-repo").exists() {
+        return Ok(Some(here.join("client.mjs")));
+    }
+    let what = "the automerge-repo tests need `npm ci --prefix tests/automerge-repo`";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        bail!("{what}: .ci/run installs it");
+    }
+    eprintln!("SKIPPED: {what}");
+    Ok(None)
+}

@@ -15,6 +15,7 @@ mod accept;
 mod admin;
 mod blobs;
 mod pace;
+mod repo;
 mod session;
 
 use std::collections::HashMap;
@@ -324,6 +325,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 fn sync_routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/sync", get(session::upgrade))
+        .route("/automerge", get(repo::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/blobs/{hash}", get(blobs::get).put(blobs::put))
         // The blob limit, plus room for nothing else: bodies are only ever one blob.

@@ -1,5 +1,6 @@
 //! One WebSocket connection: a reader feeding the relay, a writer draining its queue.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,20 +29,30 @@ use super::pace::{Pace, work_of};
 use super::{Conn, ConnCtl, Shared, lock, now_secs};
 
 /// How long a closing writer may spend flushing what is queued.
-const FLUSH: Duration = Duration::from_secs(5);
+pub(super) const FLUSH: Duration = Duration::from_secs(5);
 
 /// Bytes a connection may read before its hello is accepted: the hello (an id and a token)
 /// with its WebSocket framing, and a ping or two.
 const BEFORE_HELLO: u64 = MAX_HELLO_BYTES as u64 + 1024;
 
-type Socket = WebSocketStream<CappedIo<TokioIo<hyper::upgrade::Upgraded>>>;
+pub(super) type Socket = WebSocketStream<CappedIo<TokioIo<hyper::upgrade::Upgraded>>>;
 
 fn plain(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
 
 /// `GET /sync`: upgrades to a WebSocket whose binary messages are frames.
-pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, mut req: Request) -> Response {
+pub(super) async fn upgrade(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    upgrade_with(shared, req, serve)
+}
+
+/// Checks a WebSocket upgrade request and, once upgraded, runs `serve` on the socket; the
+/// first bytes a connection may read are capped until its driver lifts the budget.
+pub(super) fn upgrade_with<F, Fut>(shared: Arc<Shared>, mut req: Request, serve: F) -> Response
+where
+    F: FnOnce(Socket, Arc<Shared>, Option<Arc<Stranger>>, Arc<Budget>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let headers = req.headers();
     let has = |h: &HeaderMap, name: header::HeaderName, want: &str| {
         h.get_all(name).iter().any(|v| {
@@ -112,7 +123,7 @@ fn error_frame(code: ErrorCode, message: String) -> Arc<[u8]> {
     )
 }
 
-fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+pub(super) fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
         reason: reason.into(),
@@ -137,7 +148,8 @@ async fn refuse_full(sink: &mut SplitSink<Socket, Message>, shared: &Shared) {
 }
 
 /// Sends queued frames until the queue closes (flush, then close) or `kill` fires (close now).
-async fn write_loop(
+/// An empty frame, which no protocol here sends, stands for a ping.
+pub(super) async fn write_loop(
     mut sink: SplitSink<Socket, Message>,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     ctl: Arc<ConnCtl>,
@@ -154,7 +166,11 @@ async fn write_loop(
         let sent = tokio::select! {
             biased;
             _ = ctl.kill.notified() => break,
-            r = sink.send(Message::Binary(Bytes::from_owner(bytes))) => r,
+            r = sink.send(if bytes.is_empty() {
+                Message::Ping(Bytes::new())
+            } else {
+                Message::Binary(Bytes::from_owner(bytes))
+            }) => r,
         };
         if sent.is_err() {
             return;
