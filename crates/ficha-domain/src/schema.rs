@@ -1,7 +1,8 @@
 //! Key names of the client document, in one place.
 
-/// Version of the document layout, stored under [`SCHEMA`].
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version of the document layout, stored under [`SCHEMA`] (a signed integer: JavaScript
+/// readers get unsigned ones as BigInt, which JSON cannot carry).
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// Root key: layout version.
 pub const SCHEMA: &str = "schema";

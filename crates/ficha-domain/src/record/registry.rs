@@ -132,8 +132,9 @@ pub struct KindSpec {
     pub label_es: &'static str,
     /// What people call it, in English.
     pub label_en: &'static str,
-    /// Bumped when its layout changes.
-    pub version: u64,
+    /// Bumped when its layout changes (signed, as every integer a record stores: JavaScript
+    /// readers get unsigned ones as BigInt).
+    pub version: i64,
     /// Where it hangs.
     pub parent: Parent,
     /// Its fields.
