@@ -449,7 +449,14 @@ async fn metrics(
     });
     let connections = *shared.active.borrow();
     let strangers = shared.limits.max_strangers - shared.strangers.available_permits();
-    let warm = lock(&shared.relay).warm_docs();
+    let (warm, repo_peers, repo_docs) = {
+        let relay = lock(&shared.relay);
+        (
+            relay.warm_docs(),
+            relay.repo_peer_count(),
+            relay.repo_open_docs(),
+        )
+    };
     let blobs = blocking(|| shared.store.blob_count()).unwrap_or(0);
     let refused = stats.refused + shared.refused.load(Ordering::Relaxed);
     let body = format!(
@@ -465,6 +472,8 @@ async fn metrics(
          # TYPE ficha_blobs gauge\nficha_blobs {blobs}\n\
          # TYPE ficha_strangers gauge\nficha_strangers {strangers}\n\
          # TYPE ficha_warm_documents gauge\nficha_warm_documents {warm}\n\
+         # TYPE ficha_automerge_peers gauge\nficha_automerge_peers {repo_peers}\n\
+         # TYPE ficha_automerge_open_documents gauge\nficha_automerge_open_documents {repo_docs}\n\
          # TYPE ficha_refused_documents_total counter\nficha_refused_documents_total {}\n\
          # TYPE ficha_parked_total counter\nficha_parked_total {}\n",
         counts.documents,

@@ -185,5 +185,12 @@ fn stock_automerge_repo_clients_read_write_and_watch_ficha_records() -> Result<(
         note(&b.show(&ana)?, &first).map(|n| n["text"].clone()),
         Some(Value::from(both))
     );
+    // Every Node process has gone: the relay holds no automerge-repo session or document.
+    let idle = eventually(Duration::from_secs(10), || {
+        let peers = relay.metric("ficha_automerge_peers").ok()?;
+        let open = relay.metric("ficha_automerge_open_documents").ok()?;
+        (peers == 0 && open == 0).then_some(())
+    });
+    assert!(idle.is_some(), "sessions and open documents are released");
     Ok(())
 }

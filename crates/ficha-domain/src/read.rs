@@ -35,6 +35,8 @@ pub fn int_opt(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Option<i64>
             ScalarValue::Int(i) => Some(*i),
             ScalarValue::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
             ScalarValue::Timestamp(t) => Some(*t),
+            // What a JavaScript client writes for a number it computed.
+            ScalarValue::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
             _ => None,
         },
         _ => None,

@@ -270,7 +270,7 @@ pub fn parse_json(
 /// The JSON a stored scalar of `field` shows as.
 pub fn show(field: &FieldSpec, stored: &Stored) -> Json {
     match (field.ty, stored) {
-        (FieldType::Money, Stored::Str(s)) => {
+        (FieldType::Money, Stored::Str(s) | Stored::Text(s)) => {
             Money::from_stored(s).map_or(Json::Null, |m| m.json())
         }
         (FieldType::DateTime, Stored::Int(ms)) => iso(*ms).map_or(Json::Null, Json::String),

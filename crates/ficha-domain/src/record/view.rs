@@ -100,37 +100,35 @@ impl RecordSummary {
     }
 }
 
+/// A scalar as Ficha stores it, reading what JavaScript clients write in its place: a
+/// timestamp or a whole float where an integer is kept.
+fn scalar(s: &ScalarValue) -> Option<Stored> {
+    match s {
+        ScalarValue::Str(s) => Some(Stored::Str(s.to_string())),
+        ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Some(Stored::Int(*i)),
+        ScalarValue::Uint(u) => Some(Stored::Int(i64::try_from(*u).unwrap_or(i64::MAX))),
+        ScalarValue::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(Stored::Int(*f as i64)),
+        ScalarValue::Boolean(b) => Some(Stored::Bool(*b)),
+        _ => None,
+    }
+}
+
 fn stored_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Result<Vec<Stored>, DomainError> {
     let mut out = Vec::new();
     for (v, id) in doc.get_all(obj, key)? {
         match v {
-            Value::Scalar(s) => match s.as_ref() {
-                ScalarValue::Str(s) => out.push(Stored::Str(s.to_string())),
-                ScalarValue::Int(i) => out.push(Stored::Int(*i)),
-                ScalarValue::Uint(u) => {
-                    out.push(Stored::Int(i64::try_from(*u).unwrap_or(i64::MAX)))
-                }
-                ScalarValue::Boolean(b) => out.push(Stored::Bool(*b)),
-                _ => {}
-            },
+            Value::Scalar(s) => out.extend(scalar(s.as_ref())),
             Value::Object(ObjType::Text) => out.push(Stored::Text(doc.text(&id)?)),
             Value::Object(_) => {}
         }
     }
     // get_all lists values in op order; the winner is what `get` returns.
-    if let Some((Value::Scalar(w), _)) = doc.get(obj, key)? {
-        let winner = match w.as_ref() {
-            ScalarValue::Str(s) => Some(Stored::Str(s.to_string())),
-            ScalarValue::Int(i) => Some(Stored::Int(*i)),
-            ScalarValue::Boolean(b) => Some(Stored::Bool(*b)),
-            _ => None,
-        };
-        if let Some(w) = winner
-            && let Some(pos) = out.iter().position(|v| *v == w)
-        {
-            let w = out.remove(pos);
-            out.insert(0, w);
-        }
+    if let Some((Value::Scalar(w), _)) = doc.get(obj, key)?
+        && let Some(w) = scalar(w.as_ref())
+        && let Some(pos) = out.iter().position(|v| *v == w)
+    {
+        let w = out.remove(pos);
+        out.insert(0, w);
     }
     Ok(out)
 }
