@@ -191,6 +191,12 @@ fn main() -> Result<()> {
             "records_sync",
         );
     }
+    if wanted("automerge_endpoint") {
+        emit(
+            rt.block_on(workloads::repo_endpoint::automerge_endpoint(1_000, 20)),
+            "automerge_endpoint",
+        );
+    }
     if wanted("long_history") {
         emit(workloads::read::long_history(s.history), "long_history");
     }

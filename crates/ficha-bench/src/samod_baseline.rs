@@ -121,6 +121,87 @@ pub async fn reconnect_after_edits(saved: &[Vec<u8>], ks: &[usize]) -> Result<Ve
     Ok(costs)
 }
 
+/// A samod client repo that found documents on another server, kept open (its documents and
+/// connection held) until [`Finder::close`].
+pub struct Finder {
+    client: Repo,
+    link: DialerHandle,
+    proxy: JoinHandle<()>,
+    counters: Arc<Counters>,
+    _docs: Vec<DocHandle>,
+}
+
+impl Finder {
+    /// An empty samod client dials `ws://PROXY{path}`, a counting proxy to `target`, and finds
+    /// each document, waiting until it holds the given heads (sorted).
+    pub async fn find(
+        target: SocketAddr,
+        path: &str,
+        docs: &[(samod::DocumentId, Vec<ChangeHash>)],
+    ) -> Result<(Cost, Self)> {
+        let counters = Arc::new(Counters::new());
+        let (proxy_addr, proxy) = proxy(target, counters.clone()).await?;
+        let client = Repo::build_tokio().load().await;
+        let dialer = Arc::new(CountingDialer::new(
+            Url::parse(&format!("ws://{proxy_addr}{path}"))?,
+            counters.clone(),
+        ));
+        let before = counters.tally();
+        let t = Instant::now();
+        let link = client.dial(BackoffConfig::default(), dialer)?;
+        link.established().await?;
+        let conn = link
+            .connection_id()
+            .context("the connection dropped right after its handshake")?;
+        let finds = docs.iter().map(|(id, want)| {
+            let find = client.find(id.clone());
+            async move {
+                let handle = find.await?.context("the server did not have a document")?;
+                synced(&handle, conn, want).await?;
+                anyhow::Ok(handle)
+            }
+        });
+        let handles = tokio::time::timeout(DEADLINE, try_join_all(finds))
+            .await
+            .context("the finds did not converge")??;
+        let secs = t.elapsed().as_secs_f64();
+        let finder = Self {
+            client,
+            link,
+            proxy,
+            counters,
+            _docs: handles,
+        };
+        finder.quiet().await;
+        let after = finder.counters.tally();
+        let cost = Cost {
+            secs,
+            bytes: (after.payload - before.payload) as f64,
+            messages: (after.messages - before.messages) as f64,
+            tcp_bytes: (after.tcp - before.tcp) as f64,
+            flush_secs: None,
+        };
+        Ok((cost, finder))
+    }
+
+    async fn quiet(&self) {
+        loop {
+            let idle = self.counters.idle();
+            if idle >= QUIET {
+                return;
+            }
+            tokio::time::sleep(QUIET - idle).await;
+        }
+    }
+
+    /// Closes the connection and stops the client.
+    pub async fn close(self) {
+        self.link.close();
+        self.client.stop().await;
+        self.proxy.abort();
+    }
+}
+
 /// A server repo, a client repo and the counted link between them.
 struct Pair {
     server: Server,

@@ -55,7 +55,8 @@ pub fn child_main(args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-struct Kill(Child);
+/// A child process, killed when dropped.
+pub(crate) struct Kill(pub(crate) Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -64,7 +65,8 @@ impl Drop for Kill {
     }
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+/// The resident memory of process `pid`, in MiB.
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -76,7 +78,8 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn spawn_relay(dir: &Path) -> Result<(Kill, u16)> {
+/// A relay serving `dir` in a child process, and its port.
+pub(crate) fn spawn_relay(dir: &Path) -> Result<(Kill, u16)> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(std::env::current_exe()?)
         .arg(RELAY_CHILD)

@@ -6,4 +6,5 @@ pub mod memory;
 pub mod read;
 pub mod records;
 pub mod records_sync;
+pub mod repo_endpoint;
 pub mod sync;

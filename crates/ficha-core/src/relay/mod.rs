@@ -167,8 +167,11 @@ pub struct RelayConfig {
     pub max_sessions_per_replica: usize,
     /// Changes a company's documents may hold parked (waiting for dependencies).
     pub max_parked: usize,
-    /// Bytes of documents kept in memory to admit changes into.
+    /// Bytes of documents kept in memory to admit changes into, counted as stored.
     pub doc_cache_bytes: usize,
+    /// Documents kept in memory at most, whatever their stored size: in memory a document
+    /// takes tens of times its stored bytes (ficha-bench `automerge_endpoint` measures it).
+    pub doc_cache_docs: usize,
     /// Concurrent automerge-repo connections one token name may hold.
     pub max_repo_peers_per_name: usize,
     /// Documents one automerge-repo connection may hold open.
@@ -189,6 +192,7 @@ impl RelayConfig {
             max_sessions_per_replica: 4,
             max_parked: 10_000,
             doc_cache_bytes: 64 << 20,
+            doc_cache_docs: 256,
             max_repo_peers_per_name: 16,
             max_repo_docs_per_peer: 4096,
         }
@@ -310,7 +314,7 @@ impl<S: RelayStore> Relay<S> {
     pub fn new(store: S, cfg: RelayConfig) -> Self {
         Self {
             store,
-            cache: DocCache::new(cfg.doc_cache_bytes),
+            cache: DocCache::new(cfg.doc_cache_bytes, cfg.doc_cache_docs),
             cfg,
             pending: BTreeSet::new(),
             sessions: BTreeMap::new(),

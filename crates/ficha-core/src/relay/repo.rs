@@ -350,7 +350,7 @@ impl<S: RelayStore> Relay<S> {
             .map_err(|e| Refusal::new(ErrorCode::BadChange, e))?
             .map_err(|e| Refusal::new(ErrorCode::BadChange, e.to_string()))?;
         let changes = changes_in(&message)?;
-        let mut warm = self.warm_for_read(&doc)?;
+        let (mut warm, cached) = self.warm_for_read(&doc)?;
         let new: Vec<Change> = changes
             .into_iter()
             .filter(|c| !warm.has(&c.hash()))
@@ -358,7 +358,9 @@ impl<S: RelayStore> Relay<S> {
         let admitted = !new.is_empty();
         if admitted {
             if !write {
-                self.cache.put(doc, warm);
+                if cached {
+                    self.cache.put(doc, warm);
+                }
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,
                     format!(
@@ -382,7 +384,10 @@ impl<S: RelayStore> Relay<S> {
             d.receive_sync_message(state, message)
                 .map(|()| d.generate_sync_message(state).map(sync::Message::encode))
         });
-        self.cache.put(doc, warm);
+        // A document written here stays warm, as an uploaded one does.
+        if cached || admitted {
+            self.cache.put(doc, warm);
+        }
         match reply {
             Ok(Ok(Some(data))) => self.send_sync(conn, &m.document, data, out),
             Ok(Ok(None)) => {}
@@ -395,20 +400,28 @@ impl<S: RelayStore> Relay<S> {
         Ok(())
     }
 
-    /// The relay's copy of a document it holds, to sync from.
-    fn warm_for_read(&mut self, doc: &DocId) -> Result<WarmDoc, Refusal> {
+    /// The relay's copy of a document it holds, to sync from, and whether it was in memory
+    /// already. Reads of automerge-repo peers do not keep a document in memory when they
+    /// loaded it: an Automerge document in memory is tens of times its stored size, and a
+    /// thousand records open by tablets would otherwise take the cache over (measured in
+    /// ficha-bench's `automerge_endpoint`). Loading again per message costs less.
+    fn warm_for_read(&mut self, doc: &DocId) -> Result<(WarmDoc, bool), Refusal> {
         if let Some(w) = self.cache.take(doc) {
-            return Ok(w);
+            return Ok((w, true));
         }
         match self.store.load_doc(doc).map_err(internal)? {
-            Some(l) => WarmDoc::new(l.doc, l.parked, l.bytes).map_err(|e| {
-                tracing::error!(doc = %doc, error = %e, "a stored document does not load");
-                Refusal::new(
-                    ErrorCode::Internal,
-                    format!("the relay cannot load document {doc}; its operator must repair it"),
-                )
-            }),
-            None => Ok(WarmDoc::empty()),
+            Some(l) => WarmDoc::new(l.doc, l.parked, l.bytes)
+                .map(|w| (w, false))
+                .map_err(|e| {
+                    tracing::error!(doc = %doc, error = %e, "a stored document does not load");
+                    Refusal::new(
+                        ErrorCode::Internal,
+                        format!(
+                            "the relay cannot load document {doc}; its operator must repair it"
+                        ),
+                    )
+                }),
+            None => Ok((WarmDoc::empty(), false)),
         }
     }
 
@@ -505,9 +518,8 @@ impl<S: RelayStore> Relay<S> {
         let Some(conns) = self.watchers.get(&doc).cloned() else {
             return;
         };
-        let mut warm = match self.warm_for_read(&doc) {
-            Ok(w) => w,
-            Err(_) => return,
+        let Ok((mut warm, cached)) = self.warm_for_read(&doc) else {
+            return;
         };
         let document = doc.automerge_id();
         for conn in conns.into_iter().filter(|c| Some(*c) != except) {
@@ -519,7 +531,9 @@ impl<S: RelayStore> Relay<S> {
                 self.send_sync(conn, &document, m.encode(), out);
             }
         }
-        self.cache.put(doc, warm);
+        if cached {
+            self.cache.put(doc, warm);
+        }
     }
 
     /// Passes an ephemeral message (presence, cursors) to the other peers that have its
