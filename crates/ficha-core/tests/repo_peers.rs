@@ -69,10 +69,11 @@ struct World {
 }
 
 fn world() -> World {
-    let mut relay = Relay::new(
-        MemRelayStore::new(RelayEpoch([1; 16])),
-        RelayConfig::new(SECRET),
-    );
+    world_with(RelayConfig::new(SECRET))
+}
+
+fn world_with(cfg: RelayConfig) -> World {
+    let mut relay = Relay::new(MemRelayStore::new(RelayEpoch([1; 16])), cfg);
     let (doc, other) = (DocId([7; 16]), DocId([8; 16]));
     let mut ficha = record(doc, "acme");
     let mut theirs = record(other, "otra");
@@ -509,6 +510,46 @@ fn concurrent_text_edits_from_a_peer_and_a_replica_both_survive() {
         "Importante: alergia al látex (confirmada)"
     );
     assert_eq!(stored_heads(&w, w.doc), p.doc.get_heads());
+}
+
+#[test]
+fn connections_per_token_name_and_documents_per_connection_are_capped() {
+    let mut cfg = RelayConfig::new(SECRET);
+    cfg.max_repo_peers_per_name = 2;
+    cfg.max_repo_docs_per_peer = 1;
+    let mut w = world_with(cfg);
+    let tablet = token("tablet", &["acme", "otra"], true);
+    let mut a = Peer::connect(&mut w.relay, 10, &tablet);
+    let b = Peer::connect(&mut w.relay, 11, &tablet);
+    let c = Peer::connect(&mut w.relay, 12, &tablet);
+    assert!(!a.closed && !b.closed);
+    assert!(
+        c.closed && c.errors[0].contains("close one"),
+        "{:?}",
+        c.errors
+    );
+    // Another name is not held back by this one's connections.
+    assert!(!Peer::connect(&mut w.relay, 13, &token("kiosk", &["acme"], true)).closed);
+    a.sync(&mut w.relay, w.doc);
+    assert!(!a.closed);
+    let mut second = sync::State::new();
+    let msg = AutoCommit::new()
+        .sync()
+        .generate_sync_message(&mut second)
+        .expect("message");
+    let request = RepoMessage::Request(DocMessage {
+        sender: a.id.clone(),
+        target: "relay".into(),
+        document: w.other.automerge_id(),
+        data: msg.encode(),
+    });
+    let out = w.relay.receive_repo(10, &request.encode(), NOW);
+    a.take(&out);
+    assert!(
+        a.closed && a.errors[0].contains("documents open"),
+        "{:?}",
+        a.errors
+    );
 }
 
 proptest! {

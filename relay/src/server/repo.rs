@@ -28,8 +28,9 @@ use super::pace::Pace;
 use super::session::{FLUSH, Socket, close, upgrade_with, write_loop};
 use super::{Conn, ConnCtl, Shared, lock, now_secs};
 
-/// How long a socket may stay silent before the relay pings it.
-const PING_AFTER: Duration = Duration::from_secs(20);
+/// Pings per idle timeout: a socket silent for a sixth of it (20 s by default) is pinged, so a
+/// live client's pong always comes well before the timeout.
+const PINGS_PER_IDLE: u32 = 6;
 
 /// The `token` parameter of a query string, as sent (tokens are URL-safe base64 and dots).
 fn token_of(query: Option<&str>) -> String {
@@ -125,8 +126,9 @@ async fn session(
     let limits = &shared.limits;
     let mut work = Pace::new(limits.work_per_sec, limits.work_burst);
     let mut last_seen = Instant::now();
+    let ping_after = limits.idle_timeout / PINGS_PER_IDLE;
     loop {
-        let deadline = (last_seen + limits.idle_timeout).min(Instant::now() + PING_AFTER);
+        let deadline = (last_seen + limits.idle_timeout).min(Instant::now() + ping_after);
         let next = tokio::select! {
             biased;
             _ = &mut *writer => return "closed by the relay",
