@@ -121,6 +121,17 @@ pub async fn reconnect_after_edits(saved: &[Vec<u8>], ks: &[usize]) -> Result<Ve
     Ok(costs)
 }
 
+/// Waits until nothing has moved on the link for [`QUIET`].
+async fn quiet(counters: &Counters) {
+    loop {
+        let idle = counters.idle();
+        if idle >= QUIET {
+            return;
+        }
+        tokio::time::sleep(QUIET - idle).await;
+    }
+}
+
 /// A samod client repo that found documents on another server, kept open (its documents and
 /// connection held) until [`Finder::close`].
 pub struct Finder {
@@ -185,13 +196,7 @@ impl Finder {
     }
 
     async fn quiet(&self) {
-        loop {
-            let idle = self.counters.idle();
-            if idle >= QUIET {
-                return;
-            }
-            tokio::time::sleep(QUIET - idle).await;
-        }
+        quiet(&self.counters).await;
     }
 
     /// Closes the connection and stops the client.
@@ -319,13 +324,7 @@ impl Pair {
     }
 
     async fn quiet(&self) {
-        loop {
-            let idle = self.counters.idle();
-            if idle >= QUIET {
-                return;
-            }
-            tokio::time::sleep(QUIET - idle).await;
-        }
+        quiet(&self.counters).await;
     }
 
     /// Stops both repos; returns how long the client's stop (its storage flush) took.

@@ -118,6 +118,23 @@ fn world_with(cfg: RelayConfig) -> World {
     }
 }
 
+impl World {
+    /// Commits the Ficha replica's pending edit and uploads it as the replica does.
+    fn upload_last_edit(&mut self) -> Vec<Output> {
+        self.ficha.commit();
+        let change = self.ficha.get_last_local_change().expect("change");
+        let upload = Frame::Upload(Upload {
+            upto: 1,
+            docs: vec![DocChanges {
+                doc: self.doc,
+                company: acme(),
+                changes: vec![ByteBuf::from(change.raw_bytes().to_vec())],
+            }],
+        });
+        self.relay.receive(REPLICA, &upload.encode(), NOW)
+    }
+}
+
 /// An automerge-repo peer: a document per id it opened, each with its sync state.
 struct Peer {
     conn: ConnId,
@@ -303,17 +320,7 @@ fn a_ficha_upload_reaches_peers_with_the_record_open() {
     let mut p = Peer::connect(&mut w.relay, 10, &token("tablet", &["acme"], false));
     p.sync(&mut w.relay, w.doc);
     w.ficha.put(ROOT, "phone", "600 111 222").expect("put");
-    w.ficha.commit();
-    let change = w.ficha.get_last_local_change().expect("change");
-    let upload = Frame::Upload(Upload {
-        upto: 1,
-        docs: vec![DocChanges {
-            doc: w.doc,
-            company: acme(),
-            changes: vec![ByteBuf::from(change.raw_bytes().to_vec())],
-        }],
-    });
-    let out = w.relay.receive(REPLICA, &upload.encode(), NOW);
+    let out = w.upload_last_edit();
     assert_eq!(p.take(&out), 1, "pushed to the open peer");
     assert_eq!(p.doc.get_heads(), w.ficha.get_heads());
 }
@@ -491,17 +498,7 @@ fn concurrent_text_edits_from_a_peer_and_a_replica_both_survive() {
     w.ficha
         .splice_text(&t, len, 0, " (confirmada)")
         .expect("splice");
-    w.ficha.commit();
-    let change = w.ficha.get_last_local_change().expect("change");
-    let upload = Frame::Upload(Upload {
-        upto: 1,
-        docs: vec![DocChanges {
-            doc: w.doc,
-            company: acme(),
-            changes: vec![ByteBuf::from(change.raw_bytes().to_vec())],
-        }],
-    });
-    let out = w.relay.receive(REPLICA, &upload.encode(), NOW);
+    let out = w.upload_last_edit();
     p.take(&out);
     p.sync(&mut w.relay, w.doc);
     let t = text_of(&p.doc);

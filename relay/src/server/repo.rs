@@ -15,7 +15,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,8 +24,8 @@ use ficha_core::repo_wire::RepoMessage;
 
 use super::accept::{Budget, Stranger};
 use super::pace::Pace;
-use super::session::{FLUSH, Socket, close, upgrade_with, write_loop};
-use super::{Conn, ConnCtl, Shared, lock, now_secs};
+use super::session::{Socket, close, close_conn, open_conn, promote, upgrade_with};
+use super::{Shared, lock, now_secs};
 
 /// Pings per idle timeout: a socket silent for a sixth of it (20 s by default) is pinged, so a
 /// live client's pong always comes well before the timeout.
@@ -79,39 +78,16 @@ async fn serve(
         .await;
         return;
     };
-    let (tx, rx) = mpsc::channel(shared.limits.queue.max(1));
-    let ctl = Arc::new(ConnCtl::default());
-    lock(&shared.conns).insert(
-        conn,
-        Conn {
-            tx,
-            ctl: ctl.clone(),
-        },
-    );
-    if shared.closing.load(Ordering::SeqCst) {
-        ctl.kill.notify_one();
-    }
-    let mut writer = tokio::spawn(write_loop(sink, rx, ctl.clone()));
+    let (ctl, mut writer) = open_conn(&shared, conn, sink);
     shared.with_relay(|r| ((), r.connect_repo(conn, &token, now_secs())));
     drop(token);
     let reason = if lock(&shared.conns).contains_key(&conn) {
-        if let Some(s) = &stranger {
-            s.welcome();
-        }
-        budget.lift();
+        promote(stranger.as_deref(), &budget);
         session(&shared, conn, &mut stream, &mut writer).await
     } else {
         "refused by the relay"
     };
-    shared.with_relay(|r| {
-        r.disconnect(conn);
-        ((), Vec::new())
-    });
-    lock(&shared.conns).remove(&conn);
-    if !writer.is_finished() && tokio::time::timeout(FLUSH, &mut writer).await.is_err() {
-        ctl.kill.notify_one();
-        let _ = writer.await;
-    }
+    close_conn(&shared, conn, writer, &ctl).await;
     tracing::info!(conn, reason, "automerge-repo connection closed");
     drop(slot);
 }

@@ -29,7 +29,7 @@ use super::pace::{Pace, work_of};
 use super::{Conn, ConnCtl, Shared, lock, now_secs};
 
 /// How long a closing writer may spend flushing what is queued.
-pub(super) const FLUSH: Duration = Duration::from_secs(5);
+const FLUSH: Duration = Duration::from_secs(5);
 
 /// Bytes a connection may read before its hello is accepted: the hello (an id and a token)
 /// with its WebSocket framing, and a ping or two.
@@ -149,7 +149,7 @@ async fn refuse_full(sink: &mut SplitSink<Socket, Message>, shared: &Shared) {
 
 /// Sends queued frames until the queue closes (flush, then close) or `kill` fires (close now).
 /// An empty frame, which no protocol here sends, stands for a ping.
-pub(super) async fn write_loop(
+async fn write_loop(
     mut sink: SplitSink<Socket, Message>,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     ctl: Arc<ConnCtl>,
@@ -262,24 +262,11 @@ async fn serve(
         refuse_full(&mut sink, &shared).await;
         return;
     };
-    let (tx, rx) = mpsc::channel(shared.limits.queue.max(1));
-    let ctl = Arc::new(ConnCtl::default());
-    lock(&shared.conns).insert(
-        conn,
-        Conn {
-            tx,
-            ctl: ctl.clone(),
-        },
-    );
-    // Shutdown may have swept the table just before this connection joined it.
-    if shared.closing.load(Ordering::SeqCst) {
-        ctl.kill.notify_one();
-    }
     shared.with_relay(|r| {
         r.connect(conn);
         ((), Vec::new())
     });
-    let mut writer = tokio::spawn(write_loop(sink, rx, ctl.clone()));
+    let (ctl, mut writer) = open_conn(&shared, conn, sink);
     let name = claimed_name(&first).unwrap_or_default();
     let reason = if first.len() > MAX_HELLO_BYTES {
         shared.refused.fetch_add(1, Ordering::Relaxed);
@@ -293,15 +280,60 @@ async fn serve(
         shared.with_relay(|r| ((), r.receive(conn, &first, now_secs())));
         if lock(&shared.conns).contains_key(&conn) {
             // The hello was accepted: this is a session now.
-            if let Some(s) = &stranger {
-                s.welcome();
-            }
-            budget.lift();
+            promote(stranger.as_deref(), &budget);
             session(&shared, conn, &mut stream, &mut writer).await
         } else {
             "refused by the relay"
         }
     };
+    close_conn(&shared, conn, writer, &ctl).await;
+    let secs = started.elapsed().as_secs();
+    if reason == "refused by the relay" || reason == "hello too large" {
+        tracing::debug!(conn, reason, "connection closed before a session opened");
+    } else {
+        tracing::info!(conn, replica = %name, reason, secs, "session closed");
+    }
+    drop(slot);
+}
+
+/// Registers a connection's outgoing queue and starts its writer.
+pub(super) fn open_conn(
+    shared: &Shared,
+    conn: ConnId,
+    sink: SplitSink<Socket, Message>,
+) -> (Arc<ConnCtl>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(shared.limits.queue.max(1));
+    let ctl = Arc::new(ConnCtl::default());
+    lock(&shared.conns).insert(
+        conn,
+        Conn {
+            tx,
+            ctl: ctl.clone(),
+        },
+    );
+    // Shutdown may have swept the table just before this connection joined it.
+    if shared.closing.load(Ordering::SeqCst) {
+        ctl.kill.notify_one();
+    }
+    (ctl.clone(), tokio::spawn(write_loop(sink, rx, ctl)))
+}
+
+/// Makes an accepted stranger a session: its stranger's permit goes back and its byte cap goes.
+pub(super) fn promote(stranger: Option<&Stranger>, budget: &Budget) {
+    if let Some(s) = stranger {
+        s.welcome();
+    }
+    budget.lift();
+}
+
+/// Ends a connection: the relay and the table forget it, and its writer flushes what is
+/// queued (within [`FLUSH`]).
+pub(super) async fn close_conn(
+    shared: &Shared,
+    conn: ConnId,
+    mut writer: tokio::task::JoinHandle<()>,
+    ctl: &ConnCtl,
+) {
     shared.with_relay(|r| {
         r.disconnect(conn);
         ((), Vec::new())
@@ -312,13 +344,6 @@ async fn serve(
         ctl.kill.notify_one();
         let _ = writer.await;
     }
-    let secs = started.elapsed().as_secs();
-    if reason == "refused by the relay" || reason == "hello too large" {
-        tracing::debug!(conn, reason, "connection closed before a session opened");
-    } else {
-        tracing::info!(conn, replica = %name, reason, secs, "session closed");
-    }
-    drop(slot);
 }
 
 /// What a connection sent first.

@@ -560,15 +560,7 @@ impl<S: RelayStore> Relay<S> {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), Refusal> {
-        let claims = token::verify(&self.cfg.secret, &hello.token, now)?;
-        let revoked = self
-            .store
-            .revoked_at(&claims.replica)
-            .map_err(internal)?
-            .is_some_and(|at| claims.issued_at <= at);
-        if revoked {
-            return Err(TokenError::Revoked.into());
-        }
+        let claims = self.verified(&hello.token, now)?;
         match self
             .store
             .bind_replica(&claims.replica, hello.replica)
@@ -629,6 +621,20 @@ impl<S: RelayStore> Relay<S> {
         );
         out.push(Output::Send(conn, encode(&welcome)));
         Ok(())
+    }
+
+    /// The claims of a token that is valid at `now` and not revoked.
+    fn verified(&self, token: &str, now: u64) -> Result<Claims, Refusal> {
+        let claims = token::verify(&self.cfg.secret, token, now)?;
+        let revoked = self
+            .store
+            .revoked_at(&claims.replica)
+            .map_err(internal)?
+            .is_some_and(|at| claims.issued_at <= at);
+        if revoked {
+            return Err(TokenError::Revoked.into());
+        }
+        Ok(claims)
     }
 
     fn session(&self, conn: ConnId) -> Result<&Session, Refusal> {

@@ -110,15 +110,7 @@ impl<S: RelayStore> Relay<S> {
     }
 
     fn check_repo_token(&self, token: &str, now: u64) -> Result<Claims, Refusal> {
-        let claims = token::verify(&self.cfg.secret, token, now)?;
-        let revoked = self
-            .store
-            .revoked_at(&claims.replica)
-            .map_err(internal)?
-            .is_some_and(|at| claims.issued_at <= at);
-        if revoked {
-            return Err(TokenError::Revoked.into());
-        }
+        let claims = self.verified(token, now)?;
         let open = self
             .peers
             .values()
