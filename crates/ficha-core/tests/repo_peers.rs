@@ -549,6 +549,62 @@ fn connections_per_token_name_and_documents_per_connection_are_capped() {
     );
 }
 
+#[test]
+fn revoking_or_expiring_a_token_ends_its_peers_sessions_and_the_admin_page_lists_them() {
+    let mut w = world();
+    let mut tablet = Peer::connect(&mut w.relay, 10, &token("tablet", &["acme"], true));
+    let expiring = sign(
+        &SECRET,
+        &Claims {
+            replica: "kiosk".into(),
+            companies: vec![acme()],
+            write: false,
+            issued_at: 0,
+            expires_at: NOW + 60,
+            code: String::new(),
+        },
+    );
+    let mut kiosk = Peer::connect(&mut w.relay, 11, &expiring);
+    let listed: Vec<_> = w
+        .relay
+        .sessions_info()
+        .into_iter()
+        .map(|s| (s.replica, s.read_only))
+        .collect();
+    assert!(
+        listed.contains(&("tablet (automerge-repo)".into(), false)),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("kiosk (automerge-repo)".into(), true)),
+        "{listed:?}"
+    );
+
+    let out = w.relay.revoked("tablet");
+    tablet.take(&out);
+    assert!(
+        tablet.closed && tablet.errors[0].contains("revoked"),
+        "{:?}",
+        tablet.errors
+    );
+    assert!(!kiosk.closed);
+    let out = w.relay.expire(NOW + 60);
+    kiosk.take(&out);
+    assert!(
+        kiosk.closed && kiosk.errors[0].contains("expired"),
+        "{:?}",
+        kiosk.errors
+    );
+    assert_eq!(w.relay.repo_peer_count(), 0);
+    assert_eq!(
+        w.relay
+            .recent_refusals()
+            .filter(|r| r.replica.as_deref() == Some("tablet"))
+            .count(),
+        1
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
