@@ -6,6 +6,8 @@
 //                                                  them back through a second connection
 //   node client.mjs watch   WS URL FIELD VALUE     waits until FIELD shows VALUE
 //   node client.mjs prepend WS URL NOTE_ID TEXT    inserts TEXT at the start of a note's body
+//   node client.mjs ephemeral WS URL               two peers open URL; one broadcasts a cursor
+//                                                  and prints what the other received
 //   node client.mjs raw-write WS URL FIELD VALUE   the wire by hand: join, sync, write; prints
 //                                                  what the relay answered and whether it closed
 //   node client.mjs raw-join WS                    join only; prints the relay's answer
@@ -106,6 +108,24 @@ async function prepend(noteId, text) {
   return await until(other, d => String(d.notes?.[noteId]?.text ?? "").startsWith(text));
 }
 
+async function ephemeral() {
+  const [one, two] = [connect(), connect()];
+  const a = await open(one);
+  const b = await open(two);
+  if (a instanceof Unavailable) return a;
+  if (b instanceof Unavailable) return b;
+  const got = new Promise(resolve => b.on("ephemeral-message", e => resolve(e.message)));
+  // Broadcast until it arrives: the relay passes it on once both peers have the record open.
+  let n = 0;
+  const timer = setInterval(() => a.broadcast({ cursor: 7, n: n++ }), 200);
+  const message = await Promise.race([
+    got,
+    new Promise((_, reject) => setTimeout(() => reject(new Error("no ephemeral message")), TIMEOUT)),
+  ]);
+  clearInterval(timer);
+  return { received: message };
+}
+
 /// A raw automerge-repo connection: messages in order, and whether the socket closed.
 function socket() {
   const s = new WebSocket(ws);
@@ -190,6 +210,7 @@ const commands = {
   write: () => write(...args),
   watch: () => watch(...args),
   prepend: () => prepend(...args),
+  ephemeral: () => ephemeral(),
   "raw-write": () => rawWrite(...args),
   "raw-join": () => rawJoin(),
 };

@@ -3,7 +3,8 @@
 //! by a replica is read from Node; a note and a field written from Node reach a live replica
 //! and one that reconnects later; a replica's edit reaches a watching Node client; another
 //! company's token, a read-only token's write and a bad token get what the issue names; and a
-//! note body edited at once from Node and from a replica keeps both edits.
+//! note body edited at once from Node and from a replica keeps both edits; an ephemeral
+//! message (presence) reaches the other peer of the record.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -122,6 +123,10 @@ fn stock_automerge_repo_clients_read_write_and_watch_ficha_records() -> Result<(
     let seen: Value = serde_json::from_str(&lines.next().context("watcher ended")??)?;
     assert_eq!(seen["email"], "ana@example.es");
     assert!(watcher.wait()?.success());
+
+    // Presence between two peers of the record: passed on, never stored.
+    let presence = node(&script, &["ephemeral", &tablet, &url])?;
+    assert_eq!(presence["received"]["cursor"], 7, "{presence}");
 
     // Another company's token: the record looks like one that does not exist.
     let foreign = ws(&relay.token("tablet-beta", &["beta"], false)?);
