@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod codes;
 pub mod error;
+pub mod pg;
 pub mod secret;
 pub mod server;
 pub mod store;
