@@ -16,6 +16,8 @@ use tokio_postgres::{Client, NoTls};
 use ficha_core::{Company, DocId, ReplicaId};
 use ficha_relay::pg;
 
+mod common;
+
 const WRITERS: usize = 8;
 const INGESTS_PER_WRITER: usize = 60;
 const ENTRIES_PER_INGEST: usize = 3;
@@ -35,19 +37,6 @@ async fn connect(url: &str, schema: &str) -> Client {
         .await
         .expect("schema");
     client
-}
-
-fn server() -> Option<String> {
-    match std::env::var("FICHA_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("FICHA_TEST_POSTGRES is not set: .ci/run starts a server with .ci/postgres-up")
-        }
-        _ => {
-            eprintln!("SKIPPED: set FICHA_TEST_POSTGRES=postgres://… (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 /// How a design writes and reads its feed.
@@ -166,7 +155,9 @@ async fn race(url: &str, design: Design, schema: &str) -> (usize, usize, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_polling_reader_misses_nothing_under_concurrent_writers_and_the_naive_design_does() {
-    let Some(url) = server() else { return };
+    let Some(url) = common::postgres() else {
+        return;
+    };
     let run = format!("t{}", std::process::id());
     let (written, read, max) = race(&url, Design::CounterRow, &format!("{run}_counter")).await;
     assert_eq!(read, written, "the reader read every entry");
@@ -189,19 +180,8 @@ async fn a_polling_reader_misses_nothing_under_concurrent_writers_and_the_naive_
         "the harness catches the naive design skipping rows"
     );
     eprintln!("naive BIGSERIAL feed: the reader skipped {skipped} rows");
-    let client = connect(&url, "public").await;
-    let schemas = client
-        .query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
-            &[&format!("{run}_%")],
-        )
+    let prefix = format!("{run}_");
+    tokio::task::spawn_blocking(move || common::drop_schemas(&url, &prefix))
         .await
-        .expect("schemas");
-    for row in schemas {
-        let name: String = row.get(0);
-        client
-            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-            .await
-            .expect("drop");
-    }
+        .expect("drop");
 }

@@ -7,7 +7,10 @@ use ficha_core::ids::actor_for;
 use ficha_core::mem::MemRelayStore;
 use ficha_core::relay::{IngestDoc, RelayStore};
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId};
+use ficha_relay::pg::PgRelayStore;
 use ficha_relay::store::{KEEP_RECENT_ENTRIES, RedbRelayStore, restore};
+
+mod common;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,26 +75,58 @@ fn same<A: RelayStore, B: RelayStore>(a: &A, b: &B) {
     }
 }
 
+/// Ingests the same batches (each twice) into the model and `store`; both give the same new
+/// entries, and storing a batch again stores nothing.
+fn ingest_alike(
+    model: &mut MemRelayStore,
+    store: &mut impl RelayStore,
+    all: &[(DocId, Company, Vec<Change>)],
+) {
+    let origin = ReplicaId([1; 16]);
+    let entries = |v: Vec<ficha_core::relay::NewEntry>| {
+        v.into_iter()
+            .map(|e| (e.company, e.entry))
+            .collect::<Vec<_>>()
+    };
+    for (i, chunk) in all.chunks(7).enumerate() {
+        let a = model.ingest(origin, batch(chunk)).expect("ingest");
+        let b = store.ingest(origin, batch(chunk)).expect("ingest");
+        assert_eq!(entries(a), entries(b), "new entries of batch {i}");
+        assert!(
+            store
+                .ingest(origin, batch(chunk))
+                .expect("again")
+                .is_empty()
+        );
+        model.ingest(origin, batch(chunk)).expect("again");
+    }
+}
+
+#[test]
+fn postgres_matches_the_model_and_every_node_shares_it() {
+    let Some(url) = common::postgres() else {
+        return;
+    };
+    let schema = format!("model_{}", std::process::id());
+    let mut model = MemRelayStore::new(RelayEpoch([0; 16]));
+    let mut pg = PgRelayStore::connect(&url, Some(&schema), RelayEpoch([9; 16])).expect("pg");
+    ingest_alike(&mut model, &mut pg, &changes(3));
+    same(&model, &pg);
+    // A second node on the same database: the same epoch (the first node's), the same answers.
+    let other = PgRelayStore::connect(&url, Some(&schema), RelayEpoch([7; 16])).expect("pg");
+    assert_eq!(other.epoch(), RelayEpoch([9; 16]));
+    same(&model, &other);
+    drop((pg, other));
+    common::drop_schemas(&url, &schema);
+}
+
 #[test]
 fn redb_matches_the_model_including_duplicates() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut model = MemRelayStore::new(RelayEpoch([0; 16]));
     let mut redb = RedbRelayStore::open(dir.path()).expect("open");
     let all = changes(3);
-    let origin = ReplicaId([1; 16]);
-    for (i, chunk) in all.chunks(7).enumerate() {
-        let a = model.ingest(origin, batch(chunk)).expect("ingest");
-        let b = redb.ingest(origin, batch(chunk)).expect("ingest");
-        let entries = |v: Vec<ficha_core::relay::NewEntry>| {
-            v.into_iter()
-                .map(|e| (e.company, e.entry))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(entries(a), entries(b), "new entries of batch {i}");
-        // Uploading the same batch again stores nothing.
-        assert!(redb.ingest(origin, batch(chunk)).expect("again").is_empty());
-        model.ingest(origin, batch(chunk)).expect("again");
-    }
+    ingest_alike(&mut model, &mut redb, &all);
     same(&model, &redb);
     drop(redb);
     let reopened = RedbRelayStore::open(dir.path()).expect("reopen");
@@ -288,15 +323,15 @@ fn compaction_reports_a_document_it_cannot_fold_and_folds_the_others() {
     assert_eq!(redb.read_feed(&acme, 0, usize::MAX).expect("feed"), after);
 }
 
-/// Binds actors as the model does, across a reopen and into a backup.
-#[test]
-fn actor_bindings_match_the_model_and_survive_reopen_and_backup() {
-    use automerge::ActorId;
-    let dir = tempfile::tempdir().expect("tmp");
+fn actor(b: u8) -> automerge::ActorId {
+    automerge::ActorId::from(&[b; 16][..])
+}
+
+/// Binds actors (and replica names) in `store` as the model does: a refused batch binds none of
+/// its actors, and a name or id bound elsewhere is refused.
+fn bind_alike(store: &mut impl RelayStore) {
     let mut model = MemRelayStore::new(RelayEpoch([0; 16]));
-    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
-    let actor = |b: u8| ActorId::from(&[b; 16][..]);
-    let steps: [(&str, Vec<ActorId>); 5] = [
+    let steps: [(&str, Vec<automerge::ActorId>); 5] = [
         ("tablet", vec![actor(1), actor(2)]),
         ("tablet", vec![actor(1)]),
         ("kiosk", vec![actor(3), actor(2)]),
@@ -306,7 +341,7 @@ fn actor_bindings_match_the_model_and_survive_reopen_and_backup() {
     let mut results = Vec::new();
     for (name, actors) in &steps {
         let a = model.bind_actors(name, actors).expect("model");
-        let b = redb.bind_actors(name, actors).expect("redb");
+        let b = store.bind_actors(name, actors).expect("store");
         assert_eq!(a, b, "{name} {actors:?}");
         results.push(b);
     }
@@ -315,6 +350,34 @@ fn actor_bindings_match_the_model_and_survive_reopen_and_backup() {
         vec![None, None, Some(actor(2)), None, Some(actor(3))],
         "a refused batch binds none of its actors: 3 was free until kiosk bound it alone"
     );
+    for (name, id) in [("a", 1u8), ("a", 1), ("a", 2), ("b", 1), ("b", 2)] {
+        let id = ReplicaId([id; 16]);
+        assert_eq!(
+            model.bind_replica(name, id).expect("model"),
+            store.bind_replica(name, id).expect("store"),
+            "{name} {id}"
+        );
+    }
+}
+
+#[test]
+fn actor_bindings_on_postgres_match_the_model() {
+    let Some(url) = common::postgres() else {
+        return;
+    };
+    let schema = format!("bind_{}", std::process::id());
+    let mut pg = PgRelayStore::connect(&url, Some(&schema), RelayEpoch([9; 16])).expect("pg");
+    bind_alike(&mut pg);
+    drop(pg);
+    common::drop_schemas(&url, &schema);
+}
+
+/// Binds actors as the model does, across a reopen and into a backup.
+#[test]
+fn actor_bindings_match_the_model_and_survive_reopen_and_backup() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redb = RedbRelayStore::open(dir.path()).expect("open");
+    bind_alike(&mut redb);
     let backup = dir.path().join("backup.redb");
     redb.backup(&backup).expect("backup");
     drop(redb);

@@ -1,5 +1,6 @@
-//! The relay's shared store on PostgreSQL, for several relay nodes on one database (issue 15).
-//! So far: the change feed, gap-free under concurrent writers on any number of nodes.
+//! The relay's shared store on PostgreSQL, for several relay nodes on one database (issue 15):
+//! [`PgRelayStore`], and its change feed, gap-free under concurrent writers on any number of
+//! nodes.
 //!
 //! A reader moves its checkpoint to the last sequence number it read, so no number may become
 //! visible after a larger one of the same company. A sequence or `BIGSERIAL` column does not
@@ -10,8 +11,12 @@
 //! lock until commit, so one company's ingests commit in the order of their numbers, while
 //! different companies' ingests never wait for each other.
 
+mod store;
+
 use thiserror::Error;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
+
+pub use store::PgRelayStore;
 
 use ficha_core::frame::FeedEntry;
 use ficha_core::{Company, DocId, ReplicaId, Seq};
@@ -25,6 +30,16 @@ pub enum PgError {
     /// A row that does not hold what this relay writes.
     #[error("PostgreSQL row is not a relay row: {0}")]
     Corrupt(String),
+    /// An ingest named a document under another company than the one it is stored in.
+    #[error("document {doc} belongs to company {stored}, not {given}")]
+    CompanyMismatch {
+        /// The document.
+        doc: DocId,
+        /// Its stored company.
+        stored: String,
+        /// The company it came with.
+        given: String,
+    },
 }
 
 /// The tables, created if missing (in the connection's schema).
@@ -51,6 +66,24 @@ pub async fn migrate(client: &Client) -> Result<(), PgError> {
 
 fn seq_of(v: i64) -> Result<Seq, PgError> {
     Seq::try_from(v).map_err(|_| PgError::Corrupt(format!("negative sequence number {v}")))
+}
+
+/// Draws the next `n` sequence numbers of a company's feed inside the caller's transaction and
+/// returns the last; the counter row stays locked until that transaction ends, so the next
+/// ingest of this company (on any node) waits and commits after it.
+async fn draw_seqs(txn: &impl GenericClient, company: &Company, n: i64) -> Result<i64, PgError> {
+    txn.execute(
+        "INSERT INTO feed_heads (company, seq) VALUES ($1, 0) ON CONFLICT (company) DO NOTHING",
+        &[&company.as_str()],
+    )
+    .await?;
+    Ok(txn
+        .query_one(
+            "UPDATE feed_heads SET seq = seq + $2 WHERE company = $1 RETURNING seq",
+            &[&company.as_str(), &n],
+        )
+        .await?
+        .try_get(0)?)
 }
 
 /// Appends entries (document, concatenated changes) to a company's feed in one transaction;

@@ -200,3 +200,46 @@ pub fn panics() -> &'static std::sync::atomic::AtomicUsize {
     });
     &COUNT
 }
+
+/// The PostgreSQL server the tests may use (`FICHA_TEST_POSTGRES`, which `.ci/run` sets from
+/// `.ci/postgres-up`); None, said on stderr, when it is not set outside CI; in CI, a failure.
+pub fn postgres() -> Option<String> {
+    match std::env::var("FICHA_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("FICHA_TEST_POSTGRES is not set: .ci/run starts a server with .ci/postgres-up")
+        }
+        _ => {
+            eprintln!("SKIPPED: set FICHA_TEST_POSTGRES=postgres://… (see .ci/postgres-up)");
+            None
+        }
+    }
+}
+
+/// Drops the schemas whose names start with `prefix` (a test's own tables).
+pub fn drop_schemas(url: &str, prefix: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        let rows = client
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+                &[&format!("{prefix}%")],
+            )
+            .await
+            .expect("schemas");
+        for row in rows {
+            let name: String = row.get(0);
+            client
+                .batch_execute(&format!("DROP SCHEMA \"{name}\" CASCADE"))
+                .await
+                .expect("drop");
+        }
+    });
+}
