@@ -11,6 +11,7 @@
 //! lock until commit, so one company's ingests commit in the order of their numbers, while
 //! different companies' ingests never wait for each other.
 
+pub mod notify;
 mod store;
 
 use thiserror::Error;

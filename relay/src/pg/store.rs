@@ -43,9 +43,30 @@ CREATE TABLE IF NOT EXISTS revocations (name TEXT PRIMARY KEY, at BIGINT NOT NUL
 
 /// A relay store on one PostgreSQL database (or one schema of it).
 pub struct PgRelayStore {
-    rt: tokio::runtime::Runtime,
+    /// Always set; taken only by `drop`.
+    rt: Option<tokio::runtime::Runtime>,
     client: Client,
     epoch: RelayEpoch,
+    /// Where ingests notify the other nodes ([`super::notify`]).
+    channel: String,
+}
+
+impl Drop for PgRelayStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which tokio forbids on an async worker (where a relay
+        // that shuts down drops its store): let it end in the background instead.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` to completion on the store's runtime.
+fn block_on<F: std::future::Future>(rt: &Option<tokio::runtime::Runtime>, f: F) -> F::Output {
+    match rt {
+        Some(rt) => rt.block_on(f),
+        None => unreachable!("invariant: the runtime is taken only when the store is dropped"),
+    }
 }
 
 fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
@@ -125,13 +146,23 @@ impl PgRelayStore {
                 .map_err(|_| PgError::Corrupt("the stored epoch is not 16 bytes".into()))?;
             Ok::<_, PgError>((client, RelayEpoch(epoch)))
         })?;
-        Ok(Self { rt, client, epoch })
+        Ok(Self {
+            rt: Some(rt),
+            client,
+            epoch,
+            channel: super::notify::channel(schema),
+        })
+    }
+
+    /// The channel this store's ingests notify (see [`super::notify::listen`]).
+    pub fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// Revokes every token of `name` issued at or before `at` (seconds since the Unix epoch).
     pub fn revoke(&mut self, name: &str, at: u64) -> Result<(), PgError> {
         let at = i64::try_from(at).map_err(|_| PgError::Corrupt("time too large".into()))?;
-        self.rt.block_on(self.client.execute(
+        block_on(&self.rt, self.client.execute(
             "INSERT INTO revocations (name, at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET at = GREATEST(revocations.at, $2)",
             &[&name, &at],
         ))?;
@@ -260,7 +291,8 @@ impl RelayStore for PgRelayStore {
     }
 
     fn revoked_at(&self, name: &str) -> Result<Option<u64>, PgError> {
-        let row = self.rt.block_on(
+        let row = block_on(
+            &self.rt,
             self.client
                 .query_opt("SELECT at FROM revocations WHERE name = $1", &[&name]),
         )?;
@@ -273,7 +305,7 @@ impl RelayStore for PgRelayStore {
 
     fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<Binding, PgError> {
         let client = &mut self.client;
-        self.rt.block_on(async {
+        block_on(&self.rt, async {
             let txn = client.transaction().await?;
             let bytes = id.0.as_slice();
             txn.execute(
@@ -310,7 +342,7 @@ impl RelayStore for PgRelayStore {
 
     fn bind_actors(&mut self, name: &str, actors: &[ActorId]) -> Result<Option<ActorId>, PgError> {
         let client = &mut self.client;
-        self.rt.block_on(async {
+        block_on(&self.rt, async {
             let txn = client.transaction().await?;
             for a in actors {
                 txn.execute(
@@ -347,9 +379,7 @@ impl RelayStore for PgRelayStore {
         let mut bytes = 0usize;
         let mut from = after;
         loop {
-            let batch = self
-                .rt
-                .block_on(super::read(&self.client, company, from, 256))?;
+            let batch = block_on(&self.rt, super::read(&self.client, company, from, 256))?;
             let full = batch.len() < 256;
             for e in batch {
                 // The first entry always goes out, however large, or the feed could never
@@ -368,10 +398,13 @@ impl RelayStore for PgRelayStore {
     }
 
     fn doc_company(&self, doc: &DocId) -> Result<Option<Company>, PgError> {
-        let row = self.rt.block_on(self.client.query_opt(
-            "SELECT company FROM docs WHERE doc = $1",
-            &[&doc.0.as_slice()],
-        ))?;
+        let row = block_on(
+            &self.rt,
+            self.client.query_opt(
+                "SELECT company FROM docs WHERE doc = $1",
+                &[&doc.0.as_slice()],
+            ),
+        )?;
         row.map(|r| company_of(&r.try_get::<_, String>(0)?))
             .transpose()
     }
@@ -381,12 +414,18 @@ impl RelayStore for PgRelayStore {
         origin: ReplicaId,
         docs: Vec<IngestDoc>,
     ) -> Result<Vec<NewEntry>, PgError> {
-        let client = &mut self.client;
-        self.rt.block_on(async {
+        let (client, channel) = (&mut self.client, &self.channel);
+        block_on(&self.rt, async {
             let txn = client.transaction().await?;
             let mut out = Vec::new();
             for item in docs {
                 ingest_doc(&txn, origin, item, &mut out).await?;
+            }
+            let mut moved: Vec<&Company> = out.iter().map(|e| &e.company).collect();
+            moved.sort();
+            moved.dedup();
+            for company in moved {
+                super::notify::notify(&txn, channel, company).await?;
             }
             txn.commit().await?;
             Ok(out)
@@ -394,10 +433,13 @@ impl RelayStore for PgRelayStore {
     }
 
     fn parked_count(&self, company: &Company) -> Result<usize, PgError> {
-        let row = self.rt.block_on(self.client.query_opt(
-            "SELECT n FROM parked_count WHERE company = $1",
-            &[&company.as_str()],
-        ))?;
+        let row = block_on(
+            &self.rt,
+            self.client.query_opt(
+                "SELECT n FROM parked_count WHERE company = $1",
+                &[&company.as_str()],
+            ),
+        )?;
         let n: i64 = match row {
             Some(r) => r.try_get(0)?,
             None => 0,
@@ -407,7 +449,7 @@ impl RelayStore for PgRelayStore {
 
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), PgError> {
         let client = &self.client;
-        self.rt.block_on(async {
+        block_on(&self.rt, async {
             // One snapshot: the head and the digests describe the same instant.
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -445,7 +487,7 @@ impl RelayStore for PgRelayStore {
     fn load_doc(&self, doc: &DocId) -> Result<Option<LoadedDoc>, PgError> {
         let client = &self.client;
         let id = doc.0.as_slice();
-        self.rt.block_on(async {
+        block_on(&self.rt, async {
             if client
                 .query_opt("SELECT 1 FROM docs WHERE doc = $1", &[&id])
                 .await?
@@ -490,10 +532,13 @@ impl RelayStore for PgRelayStore {
     }
 
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), PgError> {
-        self.rt.block_on(self.client.execute(
-            "UPDATE docs SET heads = $2 WHERE doc = $1",
-            &[&doc.0.as_slice(), &heads_bytes(heads)],
-        ))?;
+        block_on(
+            &self.rt,
+            self.client.execute(
+                "UPDATE docs SET heads = $2 WHERE doc = $1",
+                &[&doc.0.as_slice(), &heads_bytes(heads)],
+            ),
+        )?;
         Ok(())
     }
 }
