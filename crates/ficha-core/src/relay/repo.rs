@@ -376,6 +376,10 @@ impl<S: RelayStore> Relay<S> {
             d.receive_sync_message(state, message)
                 .map(|()| d.generate_sync_message(state).map(sync::Message::encode))
         });
+        if reply.is_err() {
+            // Automerge panicked part way: this copy may be half-updated (the cache drops it).
+            warm.poison();
+        }
         // A document written here stays warm, as an uploaded one does.
         if cached || admitted {
             self.cache.put(doc, warm);
@@ -519,8 +523,10 @@ impl<S: RelayStore> Relay<S> {
                 continue;
             };
             let d = warm.doc_mut();
-            if let Ok(Some(m)) = contain(|| d.generate_sync_message(state)) {
-                self.send_sync(conn, &document, m.encode(), out);
+            match contain(|| d.generate_sync_message(state)) {
+                Ok(Some(m)) => self.send_sync(conn, &document, m.encode(), out),
+                Ok(None) => {}
+                Err(_) => warm.poison(),
             }
         }
         if cached {
