@@ -81,6 +81,28 @@ pub fn split(mut bytes: &[u8]) -> Result<Vec<Change>, ChangeError> {
     Ok(out)
 }
 
+/// Every change in concatenated chunks, change chunks or whole saved documents alike: what an
+/// Automerge sync message carries (a saved document when it shares most of one, followed by
+/// any changes its sender holds waiting for their dependencies).
+pub fn split_any(mut bytes: &[u8]) -> Result<Vec<Change>, ChangeError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = chunk_len(bytes)
+            .ok_or_else(|| ChangeError::Unparseable("truncated chunk in a sync message".into()))?;
+        let chunk = &bytes[..len];
+        if chunk.get(8) == Some(&0) {
+            let doc = contain(|| automerge::Automerge::load(chunk))
+                .map_err(ChangeError::Unparseable)?
+                .map_err(|e| ChangeError::Unparseable(e.to_string()))?;
+            out.extend(contain(|| doc.get_changes(&[])).map_err(ChangeError::Unparseable)?);
+        } else {
+            out.push(parse(chunk)?);
+        }
+        bytes = &bytes[len..];
+    }
+    Ok(out)
+}
+
 /// Concatenates changes (Automerge's compressed form, which every loader accepts) into feed
 /// entry payloads of at most [`MAX_ENTRY_BYTES`] each, in order; a change is never split.
 pub fn pack(changes: &mut [Change]) -> Vec<Vec<u8>> {

@@ -11,10 +11,10 @@
 //! refused ends the session with an `error`: a client whose change was dropped quietly would
 //! stay diverged forever.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{ActorId, Automerge, Change};
+use automerge::{ActorId, Change, ChangeHash};
 
 use crate::admit::WarmDoc;
 use crate::change;
@@ -35,6 +35,10 @@ pub(super) struct RepoPeer {
     peer_id: String,
     /// The documents it has open, each with its sync state.
     docs: BTreeMap<DocId, sync::State>,
+    /// Per document, changes it sent whose history has not arrived yet. Automerge's sync
+    /// sends a change before its dependencies when the receiver's summary was empty, and
+    /// expects them to be asked for; they wait here (never stored) until they arrive.
+    waiting: BTreeMap<DocId, Vec<Change>>,
     pub(super) connected_at: u64,
     pub(super) last_seen: u64,
 }
@@ -59,16 +63,47 @@ fn changes_in(message: &sync::Message) -> Result<Vec<Change>, ChangeError> {
                 limit: MAX_CHANGE_BYTES * 4,
             });
         }
-        if change::is_saved_document(chunk) {
-            let doc = contain(|| Automerge::load(chunk))
-                .map_err(ChangeError::Unparseable)?
-                .map_err(|e| ChangeError::Unparseable(e.to_string()))?;
-            out.extend(contain(|| doc.get_changes(&[])).map_err(ChangeError::Unparseable)?);
-        } else {
-            out.extend(change::split(chunk)?);
-        }
+        out.extend(change::split_any(chunk)?);
     }
     Ok(out)
+}
+
+/// Changes waiting for their history, at most, per connection.
+const MAX_WAITING: usize = 4096;
+
+/// Splits `changes` into those whose history the document holds or that come before them
+/// here (in an order they apply), and those still waiting for a dependency.
+fn ready_in_order(doc: &WarmDoc, mut changes: Vec<Change>) -> (Vec<Change>, Vec<Change>) {
+    let mut ready: Vec<Change> = Vec::new();
+    let mut known: HashSet<ChangeHash> = HashSet::new();
+    loop {
+        let before = changes.len();
+        changes.retain(|c| {
+            if c.deps().iter().all(|d| doc.has(d) || known.contains(d)) {
+                known.insert(c.hash());
+                ready.push(c.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if changes.len() == before {
+            return (ready, changes);
+        }
+    }
+}
+
+/// The dependencies of `waiting` that neither the document nor `waiting` holds: what to ask for.
+fn missing_history(doc: &WarmDoc, waiting: &[Change]) -> Vec<ChangeHash> {
+    let held: HashSet<ChangeHash> = waiting.iter().map(Change::hash).collect();
+    let mut need: Vec<ChangeHash> = waiting
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .filter(|d| !doc.has(d) && !held.contains(d))
+        .collect();
+    need.sort();
+    need.dedup();
+    need
 }
 
 /// Whether a change's actor may be written through `/automerge`: Ficha's replicas write
@@ -98,6 +133,7 @@ impl<S: RelayStore> Relay<S> {
                         claims,
                         peer_id: String::new(),
                         docs: BTreeMap::new(),
+                        waiting: BTreeMap::new(),
                         connected_at: now,
                         last_seen: now,
                     },
@@ -341,27 +377,45 @@ impl<S: RelayStore> Relay<S> {
         let mut message = contain(|| sync::Message::decode(&m.data))
             .map_err(|e| Refusal::new(ErrorCode::BadChange, e))?
             .map_err(|e| Refusal::new(ErrorCode::BadChange, e.to_string()))?;
-        let changes = changes_in(&message)?;
+        let mut incoming = changes_in(&message)?;
         let (mut warm, cached) = self.warm_for_read(&doc)?;
-        let new: Vec<Change> = changes
-            .into_iter()
-            .filter(|c| !warm.has(&c.hash()))
-            .collect();
-        let admitted = !new.is_empty();
+        if let Some(p) = self.peers.get_mut(&conn) {
+            incoming.extend(p.waiting.remove(&doc).unwrap_or_default());
+        }
+        let mut seen = HashSet::new();
+        incoming.retain(|c| !warm.has(&c.hash()) && seen.insert(c.hash()));
+        let (ready, waiting) = ready_in_order(&warm, incoming);
+        let changes_something = !ready.is_empty() || !waiting.is_empty();
+        if !write && changes_something {
+            if cached {
+                self.cache.put(doc, warm);
+            }
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this token is read-only: it may read and watch document {} but not change it; ask for a token with write access",
+                    m.document
+                ),
+            ));
+        }
+        let admitted = !ready.is_empty();
         if admitted {
-            if !write {
-                if cached {
-                    self.cache.put(doc, warm);
-                }
+            warm = self.admit_repo(conn, &name, doc, company, ready, warm, out)?;
+        }
+        let need = missing_history(&warm, &waiting);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            let held: usize = p.waiting.values().map(Vec::len).sum();
+            if held + waiting.len() > MAX_WAITING {
                 return Err(Refusal::new(
-                    ErrorCode::Forbidden,
+                    ErrorCode::Limit,
                     format!(
-                        "this token is read-only: it may read and watch document {} but not change it; ask for a token with write access",
-                        m.document
+                        "more than {MAX_WAITING} changes sent before their history; send the history first"
                     ),
                 ));
             }
-            warm = self.admit_repo(conn, &name, doc, company, new, warm, out)?;
+            if !waiting.is_empty() {
+                p.waiting.insert(doc, waiting);
+            }
         }
         // The changes are in the relay's copy now (or were already): the sync state only has
         // to learn the peer's heads, needs and bloom filter.
@@ -373,8 +427,16 @@ impl<S: RelayStore> Relay<S> {
         self.watchers.entry(doc).or_default().insert(conn);
         let d = warm.doc_mut();
         let reply = contain(|| {
-            d.receive_sync_message(state, message)
-                .map(|()| d.generate_sync_message(state).map(sync::Message::encode))
+            d.receive_sync_message(state, message).map(|()| {
+                d.generate_sync_message(state).map(|mut m| {
+                    // Ask for the history of the changes that wait (Automerge asks only for
+                    // what its own queue lacks, and these are not in it).
+                    m.need.extend(need.iter().copied());
+                    m.need.sort();
+                    m.need.dedup();
+                    m.encode()
+                })
+            })
         });
         if reply.is_err() {
             // Automerge panicked part way: this copy may be half-updated (the cache drops it).
