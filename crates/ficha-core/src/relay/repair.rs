@@ -78,15 +78,12 @@ impl<S: RelayStore> Relay<S> {
         let mut warm = if owned {
             match self.cache.take(&doc_id) {
                 Some(w) => w,
-                None => match self.store.load_doc(&doc_id).map_err(internal)? {
-                    Some(l) => WarmDoc::new(l.doc, l.parked, l.bytes).unwrap_or_else(|e| {
-                        tracing::error!(doc = %doc_id, error = %e, "a stored document does not load");
-                        let mut w = WarmDoc::empty();
-                        w.poison();
-                        w
-                    }),
-                    None => WarmDoc::empty(),
-                },
+                None => self.load_warm(&doc_id)?.unwrap_or_else(|e| {
+                    tracing::error!(doc = %doc_id, error = %e, "a stored document does not load");
+                    let mut w = WarmDoc::empty();
+                    w.poison();
+                    w
+                }),
             }
         } else {
             WarmDoc::empty()

@@ -26,6 +26,7 @@ use crate::repo_wire::{DocMessage, PROTOCOL_VERSION, PeerMetadata, RepoMessage};
 use crate::token::{self, Claims};
 
 use super::shape::Shape;
+use super::upload::unloadable;
 use super::{ConnId, IngestDoc, Output, Refusal, Relay, RelayStore, internal};
 
 /// An automerge-repo peer's session.
@@ -467,20 +468,9 @@ impl<S: RelayStore> Relay<S> {
         if let Some(w) = self.cache.take(doc) {
             return Ok((w, true));
         }
-        match self.store.load_doc(doc).map_err(internal)? {
-            Some(l) => WarmDoc::new(l.doc, l.parked, l.bytes)
-                .map(|w| (w, false))
-                .map_err(|e| {
-                    tracing::error!(doc = %doc, error = %e, "a stored document does not load");
-                    Refusal::new(
-                        ErrorCode::Internal,
-                        format!(
-                            "the relay cannot load document {doc}; its operator must repair it"
-                        ),
-                    )
-                }),
-            None => Ok((WarmDoc::empty(), false)),
-        }
+        self.load_warm(doc)?
+            .map(|w| (w, false))
+            .map_err(|e| Refusal::new(ErrorCode::Internal, unloadable(doc, &e)))
     }
 
     /// Checks, applies and stores a peer's new changes to one document, pushing them to the
@@ -534,18 +524,8 @@ impl<S: RelayStore> Relay<S> {
         before
             .check(&Shape::of(warm.doc()))
             .map_err(|why| Refusal::new(ErrorCode::BadChange, format!("document {doc}: {why}")))?;
-        if !admitted.parked.is_empty() {
-            let parked =
-                self.store.parked_count(&company).map_err(internal)? + admitted.parked.len();
-            if parked > self.cfg.max_parked {
-                return Err(Refusal::new(
-                    ErrorCode::Limit,
-                    format!(
-                        "company {company} already holds {} changes waiting for their history",
-                        self.cfg.max_parked
-                    ),
-                ));
-            }
+        if let Some(why) = self.parked_over(&company, 0, admitted.parked.len())? {
+            return Err(Refusal::new(ErrorCode::Limit, why));
         }
         let count = admitted.applied.len();
         self.stats.parked += admitted.parked.len() as u64;

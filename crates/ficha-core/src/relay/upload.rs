@@ -45,6 +45,12 @@ impl Staged {
     }
 }
 
+/// What a person is told of a stored document that does not load (logged with its cause).
+pub(super) fn unloadable(doc: &DocId, e: &ChangeError) -> String {
+    tracing::error!(doc = %doc, error = %e, "a stored document does not load");
+    format!("the relay cannot load document {doc}; its operator must repair it")
+}
+
 /// Why one document of an upload is not stored.
 fn refused(doc: DocId, code: ErrorCode, message: impl Into<String>) -> RefusedDoc {
     RefusedDoc {
@@ -152,20 +158,10 @@ impl<S: RelayStore> Relay<S> {
             Ok(a) => a,
             Err(e) => return Ok(Err(refused(doc, ErrorCode::BadChange, e.to_string()))),
         };
-        if !admitted.parked.is_empty() {
-            let parked = self.store.parked_count(&company).map_err(internal)?
-                + staged.parked_in(&company)
-                + admitted.parked.len();
-            if parked > self.cfg.max_parked {
-                return Ok(Err(refused(
-                    doc,
-                    ErrorCode::Limit,
-                    format!(
-                        "company {company} already holds {} changes waiting for their history",
-                        self.cfg.max_parked
-                    ),
-                )));
-            }
+        if let Some(why) =
+            self.parked_over(&company, staged.parked_in(&company), admitted.parked.len())?
+        {
+            return Ok(Err(refused(doc, ErrorCode::Limit, why)));
         }
         self.cache.put(doc, warm);
         let Admitted {
@@ -211,26 +207,45 @@ impl<S: RelayStore> Relay<S> {
         if let Some(w) = self.cache.take(doc) {
             return Ok(Ok(w));
         }
-        let broken = |e: ChangeError| {
-            tracing::error!(doc = %doc, error = %e, "a stored document does not load");
-            refused(
-                *doc,
-                ErrorCode::Internal,
-                format!("the relay cannot load document {doc}; its operator must repair it"),
-            )
-        };
-        let mut warm = match self.store.load_doc(doc).map_err(internal)? {
-            None => WarmDoc::empty(),
-            Some(l) => match WarmDoc::new(l.doc, l.parked, l.bytes) {
-                Ok(w) => w,
-                Err(e) => return Ok(Err(broken(e))),
-            },
+        let broken = |e: ChangeError| refused(*doc, ErrorCode::Internal, unloadable(doc, &e));
+        let mut warm = match self.load_warm(doc)? {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(broken(e))),
         };
         let (applied, parked) = staged.of(doc);
         if let Err(e) = warm.replay(&applied, &parked) {
             return Ok(Err(broken(e)));
         }
         Ok(Ok(warm))
+    }
+
+    /// A document as stored, to admit into or sync from (empty when the relay does not have
+    /// it); the inner error says that what is stored does not load.
+    pub(super) fn load_warm(&self, doc: &DocId) -> Result<Result<WarmDoc, ChangeError>, Refusal> {
+        Ok(match self.store.load_doc(doc).map_err(internal)? {
+            None => Ok(WarmDoc::empty()),
+            Some(l) => WarmDoc::new(l.doc, l.parked, l.bytes),
+        })
+    }
+
+    /// Why adding `adding` parked changes to `company` (beside `staged` not stored yet) would
+    /// take it past its limit, if it would; nothing is read when none are added.
+    pub(super) fn parked_over(
+        &self,
+        company: &Company,
+        staged: usize,
+        adding: usize,
+    ) -> Result<Option<String>, Refusal> {
+        if adding == 0 {
+            return Ok(None);
+        }
+        let parked = self.store.parked_count(company).map_err(internal)? + staged + adding;
+        Ok((parked > self.cfg.max_parked).then(|| {
+            format!(
+                "company {company} already holds {} changes waiting for their history",
+                self.cfg.max_parked
+            )
+        }))
     }
 
     /// Stores what `staged` admitted in one transaction, pushes it live, then tells the
