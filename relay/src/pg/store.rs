@@ -5,12 +5,11 @@
 //! The relay core calls its store synchronously (under its lock, off the async workers), so
 //! each call here runs its queries to completion on a small runtime of the store's own.
 
-use automerge::{ActorId, Automerge, Change, ChangeHash};
+use automerge::{ActorId, Change, ChangeHash};
 use tokio_postgres::{Client, NoTls, Transaction};
 
 use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::FeedEntry;
-use ficha_core::guard::contain;
 use ficha_core::mem::advance_heads;
 use ficha_core::relay::{Binding, IngestDoc, LoadedDoc, NewEntry, RelayStore};
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
@@ -495,8 +494,7 @@ impl RelayStore for PgRelayStore {
             {
                 return Ok(None);
             }
-            let mut d = Automerge::new();
-            let mut bytes = 0;
+            let mut loaded = LoadedDoc::default();
             for r in client
                 .query(
                     "SELECT changes FROM feed WHERE doc = $1 ORDER BY seq",
@@ -504,30 +502,19 @@ impl RelayStore for PgRelayStore {
                 )
                 .await?
             {
-                let changes: Vec<u8> = r.try_get(0)?;
-                bytes += changes.len();
-                contain(|| d.load_incremental(&changes))
-                    .and_then(|r| r.map_err(|e| e.to_string()))
+                loaded
+                    .add_entry(&r.try_get::<_, Vec<u8>>(0)?)
                     .map_err(|e| PgError::Corrupt(format!("document {doc}: {e}")))?;
             }
-            let mut parked = Vec::new();
             for r in client
                 .query("SELECT change FROM parked WHERE doc = $1", &[&id])
                 .await?
             {
-                let bytes: Vec<u8> = r.try_get(0)?;
-                parked.push(
-                    ficha_core::change::parse(&bytes)
-                        .map_err(|e| PgError::Corrupt(format!("parked change of {doc}: {e}")))?,
-                );
+                loaded
+                    .add_parked(&r.try_get::<_, Vec<u8>>(0)?)
+                    .map_err(|e| PgError::Corrupt(format!("parked change of {doc}: {e}")))?;
             }
-            // Parked changes are kept in the order they can apply: one actor's in sequence.
-            parked.sort_by_key(Change::seq);
-            Ok(Some(LoadedDoc {
-                doc: d,
-                parked,
-                bytes,
-            }))
+            Ok(Some(loaded.finish()))
         })
     }
 

@@ -1,12 +1,11 @@
 //! The store as the relay core sees it: [`RelayStore`] over the feed, documents and parked
 //! changes.
 
-use automerge::{Automerge, Change, ChangeHash};
+use automerge::{Change, ChangeHash};
 use redb::{ReadableDatabase, ReadableTable};
 
 use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::FeedEntry;
-use ficha_core::guard::contain;
 use ficha_core::mem::advance_heads;
 use ficha_core::relay::{Binding, IngestDoc, LoadedDoc, NewEntry, RelayStore};
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
@@ -238,37 +237,26 @@ impl RelayStore for RedbRelayStore {
         };
         let entries = txn.open_table(DOC_ENTRIES)?;
         let feed = txn.open_table(FEED)?;
-        let mut d = Automerge::new();
-        let mut bytes = 0;
+        let mut loaded = LoadedDoc::default();
         for item in entries.range((doc.as_bytes(), 0)..=(doc.as_bytes(), u64::MAX))? {
             let seq = item?.0.value().1;
             if let Some(v) = feed.get((rec.company.as_str(), seq))? {
                 let fr: FeedRecord = decode(v.value(), "feed entry")?;
-                bytes += fr.changes.len();
-                let loaded = contain(|| d.load_incremental(&fr.changes))
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                if let Err(e) = loaded {
-                    return Err(RelayStoreError::Corrupt(format!("document {doc}: {e}")));
-                }
+                loaded
+                    .add_entry(&fr.changes)
+                    .map_err(|e| RelayStoreError::Corrupt(format!("document {doc}: {e}")))?;
             }
         }
-        let mut parked = Vec::new();
         for item in txn
             .open_table(PARKED)?
             .range((doc.as_bytes(), &[0u8; 32])..=(doc.as_bytes(), &[0xffu8; 32]))?
         {
             let (_, v) = item?;
-            let c = ficha_core::change::parse(v.value())
+            loaded
+                .add_parked(v.value())
                 .map_err(|e| RelayStoreError::Corrupt(format!("parked change of {doc}: {e}")))?;
-            parked.push(c);
         }
-        // Parked changes are kept in the order they can apply: one actor's in sequence.
-        parked.sort_by_key(Change::seq);
-        Ok(Some(LoadedDoc {
-            doc: d,
-            parked,
-            bytes,
-        }))
+        Ok(Some(loaded.finish()))
     }
 
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), RelayStoreError> {

@@ -25,6 +25,7 @@ use crate::error::{ChangeError, TokenError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, ErrorCode, ErrorFrame, FeedEntry, FeedPage, Frame, Grant, Hello, Welcome,
 };
+use crate::guard::contain;
 use crate::ids::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 use crate::token::{self, Claims};
 
@@ -79,6 +80,7 @@ pub struct NewEntry {
 }
 
 /// A stored document as the relay loads it to admit changes.
+#[derive(Default)]
 pub struct LoadedDoc {
     /// Its applied history.
     pub doc: Automerge,
@@ -86,6 +88,29 @@ pub struct LoadedDoc {
     pub parked: Vec<Change>,
     /// The bytes read to load it.
     pub bytes: usize,
+}
+
+impl LoadedDoc {
+    /// Adds one stored feed entry (changes, or a document compaction folded), in feed order;
+    /// the error says why it does not load.
+    pub fn add_entry(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.bytes += bytes.len();
+        let doc = &mut self.doc;
+        contain(|| doc.load_incremental(bytes))
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    }
+
+    /// Adds one stored parked change.
+    pub fn add_parked(&mut self, bytes: &[u8]) -> Result<(), ChangeError> {
+        self.parked.push(crate::change::parse(bytes)?);
+        Ok(())
+    }
+
+    /// The document, its parked changes in the order they can apply (one actor's in sequence).
+    pub fn finish(mut self) -> Self {
+        self.parked.sort_by_key(Change::seq);
+        self
+    }
 }
 
 /// How binding a replica name to a replica id went.
