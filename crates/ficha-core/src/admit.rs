@@ -121,6 +121,11 @@ impl WarmDoc {
         self.poisoned = true;
     }
 
+    /// Changes waiting for their history.
+    pub fn parked_len(&self) -> usize {
+        self.parked.len()
+    }
+
     /// True when the document holds this change (applied, not parked).
     pub fn has(&self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()

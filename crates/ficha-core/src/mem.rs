@@ -504,6 +504,13 @@ impl RelayStore for MemRelayStore {
         }))
     }
 
+    fn doc_state(&self, doc: &DocId) -> Result<Option<(Vec<ChangeHash>, usize)>, Infallible> {
+        Ok(self
+            .docs
+            .get(doc)
+            .map(|rd| (rd.heads.clone(), rd.parked.len())))
+    }
+
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), Infallible> {
         if let Some(rd) = self.docs.get_mut(doc) {
             rd.heads = heads.to_vec();

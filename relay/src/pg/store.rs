@@ -518,6 +518,24 @@ impl RelayStore for PgRelayStore {
         })
     }
 
+    fn doc_state(&self, doc: &DocId) -> Result<Option<(Vec<ChangeHash>, usize)>, PgError> {
+        let row = block_on(
+            &self.rt,
+            self.client.query_opt(
+                "SELECT heads, (SELECT count(*) FROM parked WHERE parked.doc = docs.doc) FROM docs WHERE doc = $1",
+                &[&doc.0.as_slice()],
+            ),
+        )?;
+        row.map(|r| {
+            let parked: i64 = r.try_get(1)?;
+            Ok((
+                heads_of(&r.try_get::<_, Vec<u8>>(0)?)?,
+                usize::try_from(parked).unwrap_or(usize::MAX),
+            ))
+        })
+        .transpose()
+    }
+
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), PgError> {
         block_on(
             &self.rt,

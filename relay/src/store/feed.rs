@@ -259,6 +259,21 @@ impl RelayStore for RedbRelayStore {
         Ok(Some(loaded.finish()))
     }
 
+    fn doc_state(&self, doc: &DocId) -> Result<Option<(Vec<ChangeHash>, usize)>, RelayStoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(rec) = Self::doc_record(&txn.open_table(DOCS)?, doc)? else {
+            return Ok(None);
+        };
+        let parked = txn
+            .open_table(PARKED)?
+            .range((doc.as_bytes(), &[0u8; 32])..=(doc.as_bytes(), &[0xffu8; 32]))?
+            .count();
+        Ok(Some((
+            rec.heads.into_iter().map(ChangeHash).collect(),
+            parked,
+        )))
+    }
+
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), RelayStoreError> {
         let txn = self.db.begin_write()?;
         {

@@ -7,6 +7,7 @@
 //! bounded cache (see [`crate::admit`]); repair serves documents read-only.
 
 mod cache;
+mod nodes;
 mod overview;
 mod repair;
 mod repo;
@@ -167,6 +168,10 @@ pub trait RelayStore {
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), Self::Error>;
     /// Loads one document from its stored changes, with its parked ones.
     fn load_doc(&self, doc: &DocId) -> Result<Option<LoadedDoc>, Self::Error>;
+    /// A document's stored heads and number of parked changes, or None if the relay does not
+    /// have it: tells whether a copy held in memory is still current when other relay nodes
+    /// write the same store ([`RelayConfig::shared_store`]).
+    fn doc_state(&self, doc: &DocId) -> Result<Option<(Vec<ChangeHash>, usize)>, Self::Error>;
     /// Corrects a document's recorded heads after it was loaded whole.
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), Self::Error>;
 }
@@ -201,6 +206,10 @@ pub struct RelayConfig {
     pub max_repo_peers_per_name: usize,
     /// Documents one automerge-repo connection may hold open.
     pub max_repo_docs_per_peer: usize,
+    /// Other relay nodes write the same store: a document held in memory is checked against
+    /// the store before each use (see [`nodes`]), and the driver calls
+    /// [`Relay::feed_moved`] when another node appended to a feed.
+    pub shared_store: bool,
 }
 
 impl RelayConfig {
@@ -219,6 +228,7 @@ impl RelayConfig {
             doc_cache_bytes: 64 << 20,
             doc_cache_docs: 256,
             max_repo_peers_per_name: 16,
+            shared_store: false,
             max_repo_docs_per_peer: 4096,
         }
     }
@@ -287,7 +297,7 @@ pub struct Relay<S> {
     /// automerge-repo sessions (see [`repo`]).
     peers: BTreeMap<ConnId, repo::RepoPeer>,
     /// Per document, the automerge-repo sessions that have it open.
-    watchers: BTreeMap<DocId, BTreeSet<ConnId>>,
+    watchers: BTreeMap<DocId, repo::Watch>,
     cache: DocCache,
     stats: RelayStats,
     refusals: overview::RefusalLog,

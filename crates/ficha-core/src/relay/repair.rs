@@ -76,7 +76,7 @@ impl<S: RelayStore> Relay<S> {
         // A document of another company is answered exactly as one the relay does not have.
         let owned = self.store.doc_company(&doc_id).map_err(internal)? == Some(company.clone());
         let mut warm = if owned {
-            match self.cache.take(&doc_id) {
+            match self.take_warm(&doc_id)? {
                 Some(w) => w,
                 None => self.load_warm(&doc_id)?.unwrap_or_else(|e| {
                     tracing::error!(doc = %doc_id, error = %e, "a stored document does not load");

@@ -44,6 +44,14 @@ pub(super) struct RepoPeer {
     pub(super) last_seen: u64,
 }
 
+/// The automerge-repo sessions that have one document open.
+pub(super) struct Watch {
+    /// The document's company.
+    pub(super) company: Company,
+    /// The sessions.
+    pub(super) conns: BTreeSet<ConnId>,
+}
+
 /// The origin recorded in the feed for changes of a token name's automerge-repo peers.
 fn origin_of(name: &str) -> ReplicaId {
     let mut hasher = blake3::Hasher::new_derive_key("ficha 2026 automerge-repo origin");
@@ -207,8 +215,8 @@ impl<S: RelayStore> Relay<S> {
         if let Some(peer) = self.peers.remove(&conn) {
             for doc in peer.docs.keys() {
                 if let Some(w) = self.watchers.get_mut(doc) {
-                    w.remove(&conn);
-                    if w.is_empty() {
+                    w.conns.remove(&conn);
+                    if w.conns.is_empty() {
                         self.watchers.remove(doc);
                     }
                 }
@@ -401,7 +409,7 @@ impl<S: RelayStore> Relay<S> {
         }
         let admitted = !ready.is_empty();
         if admitted {
-            warm = self.admit_repo(conn, &name, doc, company, ready, warm, out)?;
+            warm = self.admit_repo(conn, &name, doc, company.clone(), ready, warm, out)?;
         }
         let need = missing_history(&warm, &waiting);
         if let Some(p) = self.peers.get_mut(&conn) {
@@ -425,7 +433,14 @@ impl<S: RelayStore> Relay<S> {
             return Ok(());
         };
         let state = peer.docs.entry(doc).or_default();
-        self.watchers.entry(doc).or_default().insert(conn);
+        self.watchers
+            .entry(doc)
+            .or_insert_with(|| Watch {
+                company,
+                conns: BTreeSet::new(),
+            })
+            .conns
+            .insert(conn);
         let d = warm.doc_mut();
         let reply = contain(|| {
             d.receive_sync_message(state, message).map(|()| {
@@ -465,7 +480,7 @@ impl<S: RelayStore> Relay<S> {
     /// thousand records open by tablets would otherwise take the cache over (measured in
     /// ficha-bench's `automerge_endpoint`). Loading again per message costs less.
     fn warm_for_read(&mut self, doc: &DocId) -> Result<(WarmDoc, bool), Refusal> {
-        if let Some(w) = self.cache.take(doc) {
+        if let Some(w) = self.take_warm(doc)? {
             return Ok((w, true));
         }
         self.load_warm(doc)?
@@ -553,7 +568,7 @@ impl<S: RelayStore> Relay<S> {
 
     /// Sends each automerge-repo peer that has `doc` open (but `except`) what it lacks.
     pub(super) fn push_repo(&mut self, doc: DocId, except: Option<ConnId>, out: &mut Vec<Output>) {
-        let Some(conns) = self.watchers.get(&doc).cloned() else {
+        let Some(conns) = self.watchers.get(&doc).map(|w| w.conns.clone()) else {
             return;
         };
         let Ok((mut warm, cached)) = self.warm_for_read(&doc) else {
@@ -593,10 +608,10 @@ impl<S: RelayStore> Relay<S> {
             .peers
             .get(&conn)
             .is_some_and(|p| p.docs.contains_key(&id));
-        let Some(conns) = self.watchers.get(&id).filter(|_| opened) else {
+        let Some(watch) = self.watchers.get(&id).filter(|_| opened) else {
             return;
         };
-        let others: BTreeSet<ConnId> = conns.iter().copied().filter(|c| *c != conn).collect();
+        let others: BTreeSet<ConnId> = watch.conns.iter().copied().filter(|c| *c != conn).collect();
         for other in others {
             let Some(peer) = self.peers.get(&other) else {
                 continue;

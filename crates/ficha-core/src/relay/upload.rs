@@ -204,7 +204,7 @@ impl<S: RelayStore> Relay<S> {
         doc: &DocId,
         staged: &Staged,
     ) -> Result<Result<WarmDoc, RefusedDoc>, Refusal> {
-        if let Some(w) = self.cache.take(doc) {
+        if let Some(w) = self.take_warm(doc)? {
             return Ok(Ok(w));
         }
         let broken = |e: ChangeError| refused(*doc, ErrorCode::Internal, unloadable(doc, &e));
