@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod balancer;
 pub mod fuzz;
 pub mod proxy;
 pub mod smtp;
@@ -107,6 +108,32 @@ impl Relay {
         })
     }
 
+    /// Starts a node of a cluster on PostgreSQL (`--store URL --store-schema SCHEMA`); its
+    /// data directory must hold the cluster's signing secret.
+    pub fn start_on(data: &Path, url: &str, schema: &str) -> Result<Self> {
+        let mut child = Command::new(bin("ficha-relay"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                url,
+                "--store-schema",
+                schema,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start ficha-relay")?;
+        let port = wait_listening(&mut child, "ficha-relay on PostgreSQL")?;
+        Ok(Self {
+            child,
+            data: data.to_path_buf(),
+            port,
+        })
+    }
+
     /// The WebSocket URL replicas use.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/sync", self.port)
@@ -149,6 +176,21 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The PostgreSQL server of tests that need one (`FICHA_TEST_POSTGRES`, started by
+/// `.ci/postgres-up`): None, said aloud, when it is not set locally; in CI its absence fails.
+pub fn postgres() -> Option<String> {
+    match std::env::var("FICHA_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("FICHA_TEST_POSTGRES is not set: .ci/run starts a server with .ci/postgres-up")
+        }
+        _ => {
+            eprintln!("SKIPPED: set FICHA_TEST_POSTGRES=postgres://… (see .ci/postgres-up)");
+            None
+        }
     }
 }
 

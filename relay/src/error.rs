@@ -14,6 +14,9 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] RelayStoreError),
+    /// The PostgreSQL store failed.
+    #[error(transparent)]
+    Postgres(#[from] crate::pg::PgError),
     /// The signing secret cannot be read or created.
     #[error("signing secret in {dir}: {source}")]
     Secret {

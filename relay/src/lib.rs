@@ -11,6 +11,7 @@ pub mod pg;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod stores;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+
+use ficha_core::RelayEpoch;
 
 pub use error::Error;
 pub use server::Limits;
@@ -35,6 +38,58 @@ fn load_secret(dir: &Path) -> Result<[u8; 32], Error> {
     })
 }
 
+/// Where a relay keeps its data.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// The embedded redb file in the data directory (one node).
+    Redb,
+    /// A PostgreSQL database shared by every node of a cluster.
+    Postgres {
+        /// `postgres://user@host:port/db`.
+        url: String,
+        /// The schema holding the tables (the default one if None).
+        schema: Option<String>,
+    },
+}
+
+/// Opens the store and the network layer's handle on it.
+async fn open_store(
+    choice: &StoreChoice,
+    dir: &Path,
+    secret: &[u8; 32],
+) -> Result<(stores::AnyStore, stores::AnyHandle), Error> {
+    match choice {
+        StoreChoice::Redb => {
+            let store = store::RedbRelayStore::open(dir)?;
+            let handle = stores::AnyHandle::Redb(store.handle());
+            Ok((stores::AnyStore::Redb(store), handle))
+        }
+        StoreChoice::Postgres { url, schema } => {
+            let (url, schema, fingerprint) =
+                (url.clone(), schema.clone(), secret::fingerprint(secret));
+            // Connecting blocks (the store runs its own small runtime).
+            tokio::task::spawn_blocking(move || {
+                let mut store =
+                    pg::PgRelayStore::connect(&url, schema.as_deref(), RelayEpoch(rand_epoch()))?;
+                store.claim_secret(fingerprint)?;
+                let handle = pg::PgHandle::connect(&url, schema.as_deref())?;
+                Ok((
+                    stores::AnyStore::Pg(Box::new(store)),
+                    stores::AnyHandle::Pg(Arc::new(handle)),
+                ))
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("the store's start-up task failed: {e}")))?
+            .map_err(Error::Postgres)
+        }
+    }
+}
+
+/// A random epoch for a database that has none yet.
+fn rand_epoch() -> [u8; 16] {
+    *uuid::Uuid::new_v4().as_bytes()
+}
+
 /// A relay with its database open and its port bound, not serving yet.
 pub struct BoundRelay {
     listener: tokio::net::TcpListener,
@@ -43,6 +98,7 @@ pub struct BoundRelay {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     dir: PathBuf,
+    cluster: Option<server::Cluster>,
 }
 
 async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
@@ -95,8 +151,21 @@ impl BoundRelay {
         admin: Option<SocketAddr>,
         limits: Limits,
     ) -> Result<Self, Error> {
-        let store = store::RedbRelayStore::open(dir)?;
+        Self::bind_on(&StoreChoice::Redb, dir, addr, admin, limits).await
+    }
+
+    /// As [`BoundRelay::bind_with_admin`], storing in `choice`; `dir` still holds the signing
+    /// secret (every node of a PostgreSQL cluster needs the same one).
+    pub async fn bind_on(
+        choice: &StoreChoice,
+        dir: &Path,
+        addr: SocketAddr,
+        admin: Option<SocketAddr>,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         let secret = load_secret(dir)?;
+        let (store, handle) = open_store(choice, dir, &secret).await?;
+        let limits_every = limits.cluster_poll;
         let (listener, addr) = listen(addr).await?;
         let (admin, admin_addr) = match admin {
             Some(a) => {
@@ -108,10 +177,18 @@ impl BoundRelay {
         Ok(Self {
             listener,
             admin,
-            shared: server::Shared::new(store, secret, fit_to_open_files(limits)),
+            shared: server::Shared::new(store, handle, dir, secret, fit_to_open_files(limits)),
             addr,
             admin_addr,
             dir: dir.to_path_buf(),
+            cluster: match choice {
+                StoreChoice::Redb => None,
+                StoreChoice::Postgres { url, schema } => Some(server::Cluster {
+                    url: url.clone(),
+                    channel: pg::notify::channel(schema.as_deref()),
+                    every: limits_every,
+                }),
+            },
         })
     }
 
@@ -144,7 +221,14 @@ impl BoundRelay {
             source,
         })?;
         tracing::info!(addr = %self.addr, data = %self.dir.display(), "relay serving");
-        let result = server::run(self.listener, self.admin, self.shared, shutdown).await;
+        let result = server::run(
+            self.listener,
+            self.admin,
+            self.shared,
+            self.cluster,
+            shutdown,
+        )
+        .await;
         // Another relay may have taken over the directory since; its file stays.
         if std::fs::read_to_string(&addr_file).is_ok_and(|a| a == reach.to_string()) {
             let _ = std::fs::remove_file(&addr_file);

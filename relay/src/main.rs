@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use ficha_relay::store::RedbRelayStore;
-use ficha_relay::{BoundRelay, DEFAULT_TTL_DAYS, Limits, admin, issue_token};
+use ficha_relay::{BoundRelay, DEFAULT_TTL_DAYS, Limits, StoreChoice, admin, issue_token};
 
 /// The Ficha relay server.
 #[derive(Parser)]
@@ -47,6 +47,15 @@ enum Command {
         /// Seconds a session may stay silent (no frame, no ping) before it is closed.
         #[arg(long, default_value_t = 120)]
         idle_timeout_secs: u64,
+        /// Where the feed and documents live: `redb` (the embedded file in --data, one node) or
+        /// `postgres://user@host:port/db`, shared by every relay node of a cluster (each node
+        /// still needs --data holding the same `secret` file).
+        #[arg(long, default_value = "redb")]
+        store: String,
+        /// The PostgreSQL schema holding the tables (created if missing); the default schema
+        /// if not given.
+        #[arg(long)]
+        store_schema: Option<String>,
     },
     /// Issues a token for a replica (prints it alone on stdout); works while serving.
     Token {
@@ -141,7 +150,10 @@ async fn run(cli: Cli) -> Result<()> {
             max_strangers,
             max_sessions_per_replica,
             idle_timeout_secs,
+            store,
+            store_schema,
         } => {
+            let choice = store_choice(&store, store_schema)?;
             let limits = Limits {
                 max_connections: max_sessions,
                 max_strangers,
@@ -149,7 +161,7 @@ async fn run(cli: Cli) -> Result<()> {
                 idle_timeout: Duration::from_secs(idle_timeout_secs),
                 ..Limits::default()
             };
-            let relay = BoundRelay::bind_with_admin(&data, listen, admin_listen, limits)
+            let relay = BoundRelay::bind_on(&choice, &data, listen, admin_listen, limits)
                 .await
                 .with_context(|| format!("cannot serve from {}", data.display()))?;
             let mut out = std::io::stdout();
@@ -214,6 +226,25 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads `--store`.
+fn store_choice(store: &str, schema: Option<String>) -> Result<StoreChoice> {
+    if store == "redb" {
+        if schema.is_some() {
+            anyhow::bail!(
+                "--store-schema names a PostgreSQL schema: use it with --store postgres://…"
+            );
+        }
+        return Ok(StoreChoice::Redb);
+    }
+    if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        return Ok(StoreChoice::Postgres {
+            url: store.to_string(),
+            schema,
+        });
+    }
+    anyhow::bail!("--store is `redb` or a postgres://user@host:port/database URL, not {store:?}")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

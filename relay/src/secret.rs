@@ -86,6 +86,11 @@ pub fn metrics_key(secret: &[u8; 32]) -> String {
         .to_string()
 }
 
+/// Names the secret without revealing it: the nodes of a cluster compare theirs by it.
+pub fn fingerprint(secret: &[u8; 32]) -> [u8; 32] {
+    *blake3::keyed_hash(secret, b"ficha-relay fingerprint").as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 mod accept;
 mod admin;
 mod blobs;
+mod nodes;
 mod pace;
 mod repo;
 mod session;
@@ -35,7 +36,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use ficha_core::relay::{ConnId, Output, Relay, RelayConfig};
 
-use crate::store::{RedbRelayStore, StoreHandle};
+use crate::stores::{AnyHandle, AnyStore};
+
+pub use nodes::Cluster;
 
 /// Header carrying the admin key (see [`crate::secret::admin_key`]); `Authorization: Bearer`
 /// with the same key is accepted too.
@@ -67,6 +70,9 @@ pub struct Limits {
     pub compact_bytes: usize,
     /// How long shutdown waits for sessions to close before returning anyway.
     pub shutdown_grace: Duration,
+    /// On a PostgreSQL cluster, how often a node re-reads feed heads and revocations whatever
+    /// the notifications said: the most a lost notification can delay a push.
+    pub cluster_poll: Duration,
     /// Upload frames one session may send per second on average. Each costs a durable write;
     /// an honest replica keeps one upload in flight and batches its outbox into it, so it
     /// needs few; a flood from one token cannot take the relay's writes from the others.
@@ -93,6 +99,7 @@ impl Default for Limits {
             compact_every: Duration::from_secs(5),
             compact_bytes: crate::store::COMPACT_BYTES,
             shutdown_grace: Duration::from_secs(5),
+            cluster_poll: Duration::from_secs(2),
             uploads_per_sec: 10.0,
             upload_burst: 50.0,
             work_per_sec: 200.0,
@@ -131,8 +138,8 @@ struct Conn {
 
 /// What every connection shares.
 pub struct Shared {
-    relay: Mutex<Relay<RedbRelayStore>>,
-    store: StoreHandle,
+    relay: Mutex<Relay<AnyStore>>,
+    store: AnyHandle,
     conns: Mutex<HashMap<ConnId, Conn>>,
     next: AtomicU64,
     /// Open sessions (reserved slots).
@@ -147,6 +154,8 @@ pub struct Shared {
     metrics_key: String,
     /// Verifies the tokens of blob requests (sessions verify theirs inside the relay core).
     secret: [u8; 32],
+    /// The data directory: the signing secret and the replica codes tokens are issued from.
+    dir: std::path::PathBuf,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,12 +184,30 @@ impl Drop for Slot {
 }
 
 impl Shared {
-    /// Wraps a store and a signing secret.
-    pub fn new(store: RedbRelayStore, secret: [u8; 32], limits: Limits) -> Arc<Self> {
+    /// Wraps a redb store and a signing secret (the data directory is the store's).
+    pub fn on_redb(
+        store: crate::store::RedbRelayStore,
+        secret: [u8; 32],
+        limits: Limits,
+    ) -> Arc<Self> {
+        let handle = AnyHandle::Redb(store.handle());
+        let dir = store.dir().to_path_buf();
+        Self::new(AnyStore::Redb(store), handle, &dir, secret, limits)
+    }
+
+    /// Wraps a store, the network layer's handle on it and a signing secret.
+    pub fn new(
+        store: AnyStore,
+        handle: AnyHandle,
+        dir: &std::path::Path,
+        secret: [u8; 32],
+        limits: Limits,
+    ) -> Arc<Self> {
         let mut cfg = RelayConfig::new(secret);
         cfg.max_sessions_per_replica = limits.max_sessions_per_replica;
+        cfg.shared_store = store.shared();
         Arc::new(Self {
-            store: store.handle(),
+            store: handle,
             relay: Mutex::new(Relay::new(store, cfg)),
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
@@ -192,11 +219,12 @@ impl Shared {
             admin_key: crate::secret::admin_key(&secret),
             metrics_key: crate::secret::metrics_key(&secret),
             secret,
+            dir: dir.to_path_buf(),
         })
     }
 
     /// Runs `f` on the relay and queues its outputs before releasing the lock.
-    fn with_relay<R>(&self, f: impl FnOnce(&mut Relay<RedbRelayStore>) -> (R, Vec<Output>)) -> R {
+    fn with_relay<R>(&self, f: impl FnOnce(&mut Relay<AnyStore>) -> (R, Vec<Output>)) -> R {
         blocking(|| {
             let mut relay = lock(&self.relay);
             let (r, outputs) = f(&mut relay);
@@ -206,7 +234,7 @@ impl Shared {
     }
 
     /// Queues outputs; lock order is always relay, then conns.
-    fn dispatch(&self, relay: &mut Relay<RedbRelayStore>, outputs: Vec<Output>) {
+    fn dispatch(&self, relay: &mut Relay<AnyStore>, outputs: Vec<Output>) {
         if outputs.is_empty() {
             return;
         }
@@ -352,9 +380,11 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
+    cluster: Option<Cluster>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let compactor = tokio::spawn(compact_forever(shared.clone()));
+    let follower = cluster.map(|c| tokio::spawn(nodes::follow(shared.clone(), c)));
     let expirer = tokio::spawn(expire_forever(shared.clone()));
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin.map(|l| {
@@ -392,6 +422,10 @@ pub async fn run(
     let _ = compactor.await;
     expirer.abort();
     let _ = expirer.await;
+    if let Some(f) = follower {
+        f.abort();
+        let _ = f.await;
+    }
     shared.finish().await;
     Ok(())
 }

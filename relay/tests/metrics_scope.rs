@@ -19,7 +19,8 @@ const SECRET: [u8; 32] = [5; 32];
 async fn call(method: &str, path: &str, peer: SocketAddr, bearer: Option<&str>) -> StatusCode {
     let dir = tempfile::tempdir().expect("tmp");
     let store = RedbRelayStore::open(dir.path()).expect("store");
-    let app = router(Shared::new(store, SECRET, Limits::default())).layer(MockConnectInfo(peer));
+    let app =
+        router(Shared::on_redb(store, SECRET, Limits::default())).layer(MockConnectInfo(peer));
     let mut req = Request::builder().method(method).uri(path);
     if let Some(key) = bearer {
         req = req.header("authorization", format!("Bearer {key}"));

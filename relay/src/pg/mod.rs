@@ -11,12 +11,14 @@
 //! lock until commit, so one company's ingests commit in the order of their numbers, while
 //! different companies' ingests never wait for each other.
 
+mod handle;
 pub mod notify;
 mod store;
 
 use thiserror::Error;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, NoTls};
 
+pub use handle::PgHandle;
 pub use store::PgRelayStore;
 
 use ficha_core::frame::FeedEntry;
@@ -41,6 +43,59 @@ pub enum PgError {
         /// The company it came with.
         given: String,
     },
+    /// A schema name that is not lower-case letters, digits and underscores.
+    #[error("schema name {0:?}: use 1 to 48 lower-case letters, digits and underscores")]
+    BadSchema(String),
+    /// This node signs tokens with another secret than the nodes already on the database.
+    #[error(
+        "this relay's signing secret differs from the one the other nodes on this database use: copy the `secret` file of a node's data directory into this node's before starting it"
+    )]
+    SecretMismatch,
+    /// The store's own runtime could not start.
+    #[error("cannot start the PostgreSQL store's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Starts a small runtime of the caller's own and connects on it; `schema`, if given, holds
+/// the tables (created if missing) and is every statement's search path.
+pub(crate) fn open(
+    url: &str,
+    schema: Option<&str>,
+) -> Result<(tokio::runtime::Runtime, Client), PgError> {
+    if let Some(s) = schema
+        && (s.is_empty()
+            || s.len() > 48
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(PgError::BadSchema(s.to_string()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PgError::Runtime)?;
+    let client = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        // "already exists, skipping" on every start is noise in the relay's log.
+        client
+            .batch_execute("SET client_min_messages TO warning")
+            .await?;
+        if let Some(s) = schema {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{s}\"; SET search_path TO \"{s}\""
+                ))
+                .await?;
+        }
+        Ok::<_, PgError>(client)
+    })?;
+    Ok((rt, client))
 }
 
 /// The tables, created if missing (in the connection's schema).

@@ -6,7 +6,7 @@
 //! each call here runs its queries to completion on a small runtime of the store's own.
 
 use automerge::{ActorId, Change, ChangeHash};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::FeedEntry;
@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS bindings (name TEXT PRIMARY KEY, id BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS replica_names (id BYTEA PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS repo_actors (actor BYTEA PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (name TEXT PRIMARY KEY, at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (hash BYTEA PRIMARY KEY, bytes BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS blob_companies (
+    hash BYTEA NOT NULL,
+    company TEXT NOT NULL,
+    PRIMARY KEY (hash, company)
+);
 ";
 
 /// A relay store on one PostgreSQL database (or one schema of it).
@@ -110,26 +116,14 @@ impl PgRelayStore {
         schema: Option<&str>,
         new_epoch: RelayEpoch,
     ) -> Result<Self, PgError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| PgError::Corrupt(format!("cannot start the store's runtime: {e}")))?;
-        let (client, epoch) = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::warn!(error = %e, "PostgreSQL connection ended");
-                }
-            });
-            if let Some(s) = schema {
-                client
-                    .batch_execute(&format!(
-                        "CREATE SCHEMA IF NOT EXISTS \"{s}\"; SET search_path TO \"{s}\""
-                    ))
-                    .await?;
-            }
+        let (rt, client) = super::open(url, schema)?;
+        let epoch = rt.block_on(async {
+            // Nodes starting together would race to create the same tables, which PostgreSQL
+            // answers with a duplicate-key error: one migrates at a time.
+            client.batch_execute("SELECT pg_advisory_lock(7300151)").await?;
             super::migrate(&client).await?;
             client.batch_execute(STORE_SCHEMA).await?;
+            client.batch_execute("SELECT pg_advisory_unlock(7300151)").await?;
             client
                 .execute(
                     "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING",
@@ -143,13 +137,37 @@ impl PgRelayStore {
             let epoch: [u8; 16] = stored
                 .try_into()
                 .map_err(|_| PgError::Corrupt("the stored epoch is not 16 bytes".into()))?;
-            Ok::<_, PgError>((client, RelayEpoch(epoch)))
+            Ok::<_, PgError>(RelayEpoch(epoch))
         })?;
         Ok(Self {
             rt: Some(rt),
             client,
             epoch,
             channel: super::notify::channel(schema),
+        })
+    }
+
+    /// Records which signing secret the nodes on this database use (by a hash that reveals
+    /// nothing of it), or refuses a node whose secret differs: its tokens would fail on the
+    /// others, and theirs on it.
+    pub fn claim_secret(&mut self, fingerprint: [u8; 32]) -> Result<(), PgError> {
+        let client = &self.client;
+        block_on(&self.rt, async {
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
+                    &[&fingerprint.as_slice()],
+                )
+                .await?;
+            let stored: Vec<u8> = client
+                .query_one("SELECT value FROM meta WHERE key = 'secret'", &[])
+                .await?
+                .try_get(0)?;
+            if stored == fingerprint {
+                Ok(())
+            } else {
+                Err(PgError::SecretMismatch)
+            }
         })
     }
 

@@ -150,10 +150,7 @@ pub(super) async fn overview(
         (relay.sessions_info(), refused)
     };
     let stored = blocking(|| {
-        Ok::<_, crate::store::RelayStoreError>((
-            shared.store.feed_heads()?,
-            shared.store.unfoldable()?,
-        ))
+        Ok::<_, crate::stores::AnyError>((shared.store.feed_heads()?, shared.store.unfoldable()?))
     });
     let (heads, unfoldable) = match stored {
         Ok(x) => x,
@@ -250,7 +247,7 @@ pub(super) async fn token(
             );
         }
     };
-    let dir = shared.store.dir().to_path_buf();
+    let dir = shared.dir.clone();
     let issued = blocking(|| {
         crate::issue_token(
             &dir,

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::admit::WarmDoc;
+use crate::error::TokenError;
 use crate::frame::{FeedPage, Frame};
 use crate::ids::{Company, DocId, Seq};
 
@@ -33,6 +34,20 @@ impl<S: RelayStore> Relay<S> {
         stored.sort();
         held.sort();
         Ok((stored == held && parked == warm.parked_len()).then_some(warm))
+    }
+
+    /// Ends the sessions of `name` whose token was issued at or before `at`: another node
+    /// revoked them (this node learns it from the store).
+    pub fn revoked_before(&mut self, name: &str, at: u64) -> Vec<Output> {
+        let mut out = self.end_sessions(
+            |s| s.claims.replica == name && s.claims.issued_at <= at,
+            TokenError::Revoked,
+        );
+        out.extend(self.end_peers(
+            |p| p.claims.replica == name && p.claims.issued_at <= at,
+            &TokenError::Revoked,
+        ));
+        out
     }
 
     /// The companies some session here follows live or has a record open in.
