@@ -64,6 +64,14 @@ impl AnyStore {
         }
     }
 
+    /// Connects the PostgreSQL store again if the database dropped its connection.
+    pub fn reconnect_if_closed(&mut self) -> Result<bool, AnyError> {
+        match self {
+            AnyStore::Redb(_) => Ok(false),
+            AnyStore::Pg(s) => Ok(s.reconnect_if_closed()?),
+        }
+    }
+
     /// Revokes every token of `name` issued at or before `at`.
     pub fn revoke(&mut self, name: &str, at: u64) -> Result<(), AnyError> {
         each!(self, s => s.revoke(name, at))

@@ -1,8 +1,8 @@
 //! Three `ficha-relay serve --store postgres://…` nodes on one database serve replicas spread
 //! over them: two connect to a node each, a third through a load balancer over all three.
 //! While they edit one client, the third's node is killed mid-stream (it lands on another
-//! node and resumes from its checkpoint) and every node's notification connection is cut by
-//! the database. Afterwards every replica holds every acknowledged note exactly once, and the
+//! node and resumes from its checkpoint) and the database cuts every node's connections (its
+//! store's, its notifications', its metrics'), as a restart or failover would. Afterwards every replica holds every acknowledged note exactly once, and the
 //! shared feed has `count = max(seq)`: no sequence number was skipped.
 
 use std::collections::BTreeSet;
@@ -88,7 +88,7 @@ fn replicas_on_three_nodes_of_one_database_converge_through_a_node_crash() -> Re
         if i == 80 {
             query(
                 &url,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
             )?;
         }
         let who = i % 3;

@@ -16,6 +16,8 @@ use crate::store::{CompanyCensus, StoreCounts};
 /// A connection for the network layer's own reads and blob writes.
 pub struct PgHandle {
     conn: Mutex<(tokio::runtime::Runtime, Client)>,
+    url: String,
+    schema: Option<String>,
 }
 
 fn count(v: i64) -> u64 {
@@ -28,6 +30,8 @@ impl PgHandle {
         let (rt, client) = open(url, schema)?;
         Ok(Self {
             conn: Mutex::new((rt, client)),
+            url: url.to_string(),
+            schema: schema.map(str::to_string),
         })
     }
 
@@ -35,7 +39,13 @@ impl PgHandle {
         &self,
         f: impl for<'c> FnOnce(&'c Client) -> futures_util::future::BoxFuture<'c, Result<R, PgError>>,
     ) -> Result<R, PgError> {
-        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.1.is_closed() {
+            // The database dropped the connection (restart, failover): connect again.
+            let (rt, client) = open(&self.url, self.schema.as_deref())?;
+            let (old, _) = std::mem::replace(&mut *guard, (rt, client));
+            old.shutdown_background();
+        }
         let (rt, client) = &*guard;
         rt.block_on(f(client))
     }

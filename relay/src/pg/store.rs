@@ -54,6 +54,9 @@ pub struct PgRelayStore {
     epoch: RelayEpoch,
     /// Where ingests notify the other nodes ([`super::notify`]).
     channel: String,
+    /// How to connect again after the database restarts or drops the connection.
+    url: String,
+    schema: Option<String>,
 }
 
 impl Drop for PgRelayStore {
@@ -144,7 +147,24 @@ impl PgRelayStore {
             client,
             epoch,
             channel: super::notify::channel(schema),
+            url: url.to_string(),
+            schema: schema.map(str::to_string),
         })
+    }
+
+    /// Connects again if the database dropped the connection (a restart, a failover, an
+    /// operator's `pg_terminate_backend`); until then every call fails, and the sessions
+    /// they serve end and resume from their checkpoints. True if it reconnected.
+    pub fn reconnect_if_closed(&mut self) -> Result<bool, PgError> {
+        if !self.client.is_closed() {
+            return Ok(false);
+        }
+        let (rt, client) = super::open(&self.url, self.schema.as_deref())?;
+        if let Some(old) = self.rt.replace(rt) {
+            old.shutdown_background();
+        }
+        self.client = client;
+        Ok(true)
     }
 
     /// Records which signing secret the nodes on this database use (by a hash that reveals

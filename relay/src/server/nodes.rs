@@ -1,7 +1,8 @@
 //! A node of a relay cluster on PostgreSQL follows what the other nodes store: it listens for
 //! their notifications (a hint naming each company whose feed moved) and, because a hint can
 //! be lost (the listening connection drops, the node was busy reconnecting), also re-reads
-//! every company's feed head after each reconnect and every `every`. Either way the relay core
+//! every company's feed head after each reconnect and every `every` (when it also reconnects the store's own connection if the database
+//! dropped it). Either way the relay core
 //! reads the feed from each session's own cursor ([`ficha_core::relay::Relay::feed_moved`]),
 //! so a lost hint delays a push by at most `every` and never loses it. Revocations made on
 //! another node end this node's sessions on the same timer.
@@ -87,6 +88,11 @@ fn poll(shared: &Shared, marks: &mut Marks) {
     let AnyHandle::Pg(handle) = &shared.store else {
         return;
     };
+    match blocking(|| super::lock(&shared.relay).store_mut().reconnect_if_closed()) {
+        Ok(true) => tracing::info!("connected to PostgreSQL again"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot connect to PostgreSQL again"),
+    }
     match blocking(|| handle.feed_heads()) {
         Ok(heads) => {
             let followed = super::lock(&shared.relay).followed_companies();
