@@ -277,7 +277,17 @@ pub async fn spawn_with(
     listen: SocketAddr,
     limits: Limits,
 ) -> Result<RunningRelay, Error> {
-    let bound = BoundRelay::bind(dir, listen, limits).await?;
+    spawn_on(&StoreChoice::Redb, dir, listen, limits).await
+}
+
+/// Starts a relay storing in `choice` (several may share one PostgreSQL database and `dir`).
+pub async fn spawn_on(
+    choice: &StoreChoice,
+    dir: &Path,
+    listen: SocketAddr,
+    limits: Limits,
+) -> Result<RunningRelay, Error> {
+    let bound = BoundRelay::bind_on(choice, dir, listen, None, limits).await?;
     let addr = bound.addr();
     let metrics_key = secret::metrics_key(&load_secret(dir)?);
     let (tx, rx) = oneshot::channel();

@@ -176,6 +176,22 @@ fn main() -> Result<()> {
             "fanout",
         );
     }
+    // Needs a PostgreSQL server (`.ci/postgres-up` starts one): named, never assumed.
+    if wanted("cluster") {
+        match std::env::var("FICHA_BENCH_POSTGRES")
+            .or_else(|_| std::env::var("FICHA_TEST_POSTGRES"))
+        {
+            Ok(url) => emit(
+                rt.block_on(workloads::fanout::cluster(
+                    &url,
+                    s.fanout_subscribers,
+                    s.fanout_changes,
+                )),
+                "cluster",
+            ),
+            Err(_) => eprintln!("cluster: skipped (set FICHA_BENCH_POSTGRES=postgres://…)"),
+        }
+    }
     if wanted("records") {
         emit(
             workloads::records::records(s.record_clients, s.records, s.tab),

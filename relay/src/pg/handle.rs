@@ -15,9 +15,25 @@ use crate::store::{CompanyCensus, StoreCounts};
 
 /// A connection for the network layer's own reads and blob writes.
 pub struct PgHandle {
-    conn: Mutex<(tokio::runtime::Runtime, Client)>,
+    conn: Mutex<Conn>,
     url: String,
     schema: Option<String>,
+}
+
+/// A connection on a runtime of its own.
+struct Conn {
+    /// Always set; taken only by `drop`.
+    rt: Option<tokio::runtime::Runtime>,
+    client: Client,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which tokio forbids on an async worker.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn count(v: i64) -> u64 {
@@ -29,7 +45,10 @@ impl PgHandle {
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, PgError> {
         let (rt, client) = open(url, schema)?;
         Ok(Self {
-            conn: Mutex::new((rt, client)),
+            conn: Mutex::new(Conn {
+                rt: Some(rt),
+                client,
+            }),
             url: url.to_string(),
             schema: schema.map(str::to_string),
         })
@@ -40,14 +59,19 @@ impl PgHandle {
         f: impl for<'c> FnOnce(&'c Client) -> futures_util::future::BoxFuture<'c, Result<R, PgError>>,
     ) -> Result<R, PgError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.1.is_closed() {
+        if guard.client.is_closed() {
             // The database dropped the connection (restart, failover): connect again.
             let (rt, client) = open(&self.url, self.schema.as_deref())?;
-            let (old, _) = std::mem::replace(&mut *guard, (rt, client));
-            old.shutdown_background();
+            *guard = Conn {
+                rt: Some(rt),
+                client,
+            };
         }
-        let (rt, client) = &*guard;
-        rt.block_on(f(client))
+        let conn = &*guard;
+        match &conn.rt {
+            Some(rt) => rt.block_on(f(&conn.client)),
+            None => unreachable!("invariant: the runtime is taken only when dropped"),
+        }
     }
 
     /// Documents and changes stored, cluster-wide.

@@ -109,23 +109,65 @@ fn summarise(sent: &[f64], arrivals: &[Arrivals], elapsed: f64) -> (f64, f64, f6
     )
 }
 
+/// One writer stands for many replicas' uploads: this measures the relay's forwarding path,
+/// so the per-session upload pacing (a fairness policy, not a cost) is off.
+fn unpaced() -> ficha_relay::Limits {
+    ficha_relay::Limits {
+        uploads_per_sec: f64::INFINITY,
+        ..ficha_relay::Limits::default()
+    }
+}
+
 async fn ours(subs: usize, changes: usize) -> Result<((f64, f64, f64), Vec<usize>)> {
     let scratch = Scratch::new()?;
     let dir = scratch.path("relay");
-    // One writer stands for many replicas' uploads: this measures the relay's forwarding path,
-    // so the per-session upload pacing (a fairness policy, not a cost) is off.
-    let limits = ficha_relay::Limits {
-        uploads_per_sec: f64::INFINITY,
-        ..ficha_relay::Limits::default()
+    let relay = ficha_relay::spawn_with(&dir, "127.0.0.1:0".parse()?, unpaced()).await?;
+    let out = drive(&[relay.url()], &dir, subs, changes).await;
+    relay.stop().await;
+    out
+}
+
+/// `nodes` relay nodes on one PostgreSQL schema, sharing `dir`'s secret.
+pub(crate) async fn on_postgres(
+    url: &str,
+    schema: &str,
+    nodes: usize,
+    subs: usize,
+    changes: usize,
+) -> Result<((f64, f64, f64), Vec<usize>)> {
+    let scratch = Scratch::new()?;
+    let dir = scratch.path("relay");
+    let choice = ficha_relay::StoreChoice::Postgres {
+        url: url.to_string(),
+        schema: Some(schema.to_string()),
     };
-    let relay = ficha_relay::spawn_with(&dir, "127.0.0.1:0".parse()?, limits).await?;
+    let mut running = Vec::new();
+    for _ in 0..nodes {
+        running
+            .push(ficha_relay::spawn_on(&choice, &dir, "127.0.0.1:0".parse()?, unpaced()).await?);
+    }
+    let urls: Vec<String> = running.iter().map(|r| r.url()).collect();
+    let out = drive(&urls, &dir, subs, changes).await;
+    for r in running {
+        r.stop().await;
+    }
+    out
+}
+
+/// The writer on the first node, subscribers spread over all of them.
+async fn drive(
+    urls: &[String],
+    dir: &std::path::Path,
+    subs: usize,
+    changes: usize,
+) -> Result<((f64, f64, f64), Vec<usize>)> {
     let base = Instant::now();
     let ready = Arc::new(Barrier::new(subs + 1));
     let mut tasks = Vec::new();
     for s in 0..subs {
-        let token = ficha_relay::issue_token(&dir, &format!("sub{s}"), &["bench".into()], true, 1)?;
+        let token = ficha_relay::issue_token(dir, &format!("sub{s}"), &["bench".into()], true, 1)?;
         tasks.push(tokio::spawn(subscriber(
-            relay.url(),
+            urls[s % urls.len()].clone(),
             token,
             (s % 200) as u8 + 1,
             changes,
@@ -135,8 +177,8 @@ async fn ours(subs: usize, changes: usize) -> Result<((f64, f64, f64), Vec<usize
     }
     // The writer: one small change per upload, pipelined.
     let writer = ReplicaId([0xEE; 16]);
-    let token = ficha_relay::issue_token(&dir, "writer", &["bench".into()], false, 1)?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(relay.url()).await?;
+    let token = ficha_relay::issue_token(dir, "writer", &["bench".into()], false, 1)?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&urls[0]).await?;
     send(
         &mut ws,
         &Frame::Hello(Hello {
@@ -173,7 +215,6 @@ async fn ours(subs: usize, changes: usize) -> Result<((f64, f64, f64), Vec<usize
         arrivals.push(t.await??);
     }
     let elapsed = base.elapsed().as_secs_f64() - start;
-    relay.stop().await;
     // Frame sizes a subscriber received, for the baseline to forward.
     let per_sub = arrivals.first().map_or(0, |(_, b)| *b) / changes.max(1);
     Ok((summarise(&sent, &arrivals, elapsed), vec![per_sub; changes]))
@@ -267,6 +308,57 @@ async fn broadcast(subs: usize, sizes: &[usize]) -> Result<(f64, f64, f64)> {
 mod bytes_msg {
     /// Shared frame bytes, cloned per subscriber without copying.
     pub type Msg = tokio_tungstenite::tungstenite::Bytes;
+}
+
+/// The same fan-out on PostgreSQL, one node and three, against one redb relay in this run.
+pub async fn cluster(url: &str, subs: usize, changes: usize) -> Result<Vec<Row>> {
+    let ((r50, r99, rmbps), _) = ours(subs, changes).await?;
+    let tag = std::process::id();
+    let mut rows = Vec::new();
+    for nodes in [1usize, 3] {
+        let schema = format!("bench_cluster_{nodes}_{tag}");
+        let ((p50, p99, mbps), _) = on_postgres(url, &schema, nodes, subs, changes).await?;
+        let sz = json!({ "nodes": nodes, "subscribers": subs, "changes": changes });
+        const BASE: &str = "one relay on redb";
+        rows.push(Row::new(
+            "cluster",
+            format!("p50 delay, {nodes} PostgreSQL node(s)"),
+            p50,
+            r50,
+            "ms",
+            BASE,
+            sz.clone(),
+        ));
+        rows.push(Row::new(
+            "cluster",
+            format!("p99 delay, {nodes} PostgreSQL node(s)"),
+            p99,
+            r99,
+            "ms",
+            BASE,
+            sz.clone(),
+        ));
+        rows.push(Row::new(
+            "cluster",
+            format!("delivered, {nodes} PostgreSQL node(s)"),
+            mbps,
+            rmbps,
+            "MB/s",
+            BASE,
+            sz,
+        ));
+        drop_schema(url, &schema).await;
+    }
+    Ok(rows)
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
+    }
 }
 
 /// One writer, `subs` subscribers, `changes` small changes.
