@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use ficha_core::RelayEpoch;
+use ficha_relay::pg::PgRelayStore;
 use ficha_relay::store::RedbRelayStore;
 use ficha_relay::{BoundRelay, DEFAULT_TTL_DAYS, Limits, StoreChoice, admin, issue_token};
 
@@ -92,6 +94,16 @@ enum Command {
         /// The backup file to restore.
         #[arg(long)]
         from: PathBuf,
+    },
+    /// Gives a PostgreSQL cluster's database a new epoch after it was restored from a backup
+    /// (`pg_restore`, a base backup), so replicas repair; run it with every node stopped.
+    RotateEpoch {
+        /// The database, as `serve --store` names it.
+        #[arg(long)]
+        store: String,
+        /// The schema, as `serve --store-schema` names it.
+        #[arg(long)]
+        store_schema: Option<String>,
     },
     /// Prints the key /metrics answers to (`Authorization: Bearer KEY`), for a scraper.
     MetricsKey {
@@ -207,6 +219,23 @@ async fn run(cli: Cli) -> Result<()> {
                 )
             })?;
             eprintln!("restored; new epoch {epoch}: replicas will reconcile on their next sync");
+        }
+        Command::RotateEpoch {
+            store,
+            store_schema,
+        } => {
+            let StoreChoice::Postgres { url, schema } = store_choice(&store, store_schema)? else {
+                anyhow::bail!("a redb relay gets its new epoch from `ficha-relay restore`");
+            };
+            let epoch = tokio::task::spawn_blocking(move || {
+                let mut s = PgRelayStore::connect(&url, schema.as_deref(), RelayEpoch([0; 16]))?;
+                let epoch = RelayEpoch(*uuid::Uuid::new_v4().as_bytes());
+                s.rotate_epoch(epoch)?;
+                Ok::<_, ficha_relay::pg::PgError>(epoch)
+            })
+            .await?
+            .context("cannot rotate the epoch")?;
+            eprintln!("new epoch {epoch}: replicas will reconcile on their next sync");
         }
         Command::MetricsKey { data } => {
             let secret = ficha_relay::secret::load_or_create(&data)

@@ -1,7 +1,7 @@
 //! Two relay nodes (two relay cores) on one PostgreSQL database: a replica uploads through one
 //! node, and a replica that connects to the other resumes from a checkpoint and gets exactly
 //! what follows it; the other node admits the next change to the same document. A checkpoint is
-//! valid on every node. Live push across nodes (LISTEN/NOTIFY) is not built yet.
+//! valid on every node, until the epoch is rotated after a restore.
 
 mod common;
 
@@ -138,4 +138,29 @@ fn a_checkpoint_taken_on_one_node_is_valid_on_another() {
     );
     drop((a, b));
     common::drop_schemas(&url, &schema);
+}
+
+#[test]
+fn rotating_the_epoch_after_a_restore_reaches_every_node_that_starts() {
+    let Some(url) = common::postgres() else {
+        return;
+    };
+    let schema = "nodes_rotate";
+    common::drop_schemas(&url, schema);
+    let first = RelayEpoch([1; 16]);
+    let mut a = PgRelayStore::connect(&url, Some(schema), first).expect("node a");
+    let b = PgRelayStore::connect(&url, Some(schema), RelayEpoch([2; 16])).expect("node b");
+    assert_eq!(b.epoch(), first, "a node joining takes the cluster's epoch");
+    drop(b);
+    let rotated = RelayEpoch([3; 16]);
+    a.rotate_epoch(rotated).expect("rotate");
+    assert_eq!(a.epoch(), rotated);
+    let c = PgRelayStore::connect(&url, Some(schema), RelayEpoch([4; 16])).expect("node c");
+    assert_eq!(
+        c.epoch(),
+        rotated,
+        "a node started after the rotation has the new epoch"
+    );
+    drop((a, c));
+    common::drop_schemas(&url, schema);
 }

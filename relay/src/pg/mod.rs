@@ -44,7 +44,9 @@ pub enum PgError {
         given: String,
     },
     /// A schema name that is not lower-case letters, digits and underscores.
-    #[error("schema name {0:?}: use 1 to 48 lower-case letters, digits and underscores")]
+    #[error(
+        "schema name {0:?}: use 1 to 48 lower-case letters, digits and underscores, not starting with pg_ (PostgreSQL keeps those)"
+    )]
     BadSchema(String),
     /// This node signs tokens with another secret than the nodes already on the database.
     #[error(
@@ -65,6 +67,7 @@ pub(crate) fn open(
     if let Some(s) = schema
         && (s.is_empty()
             || s.len() > 48
+            || s.starts_with("pg_")
             || !s
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))

@@ -167,6 +167,22 @@ impl PgRelayStore {
         Ok(true)
     }
 
+    /// Gives the database a new epoch, as `ficha-relay restore` does for redb: after the
+    /// database was restored to an older point, replicas whose checkpoints lie past its feed
+    /// must repair instead of waiting at a sequence number that will be given again. Run it
+    /// with every node stopped (a node reads the epoch when it starts).
+    pub fn rotate_epoch(&mut self, epoch: RelayEpoch) -> Result<(), PgError> {
+        block_on(
+            &self.rt,
+            self.client.execute(
+                "UPDATE meta SET value = $1 WHERE key = 'epoch'",
+                &[&epoch.0.as_slice()],
+            ),
+        )?;
+        self.epoch = epoch;
+        Ok(())
+    }
+
     /// Records which signing secret the nodes on this database use (by a hash that reveals
     /// nothing of it), or refuses a node whose secret differs: its tokens would fail on the
     /// others, and theirs on it.

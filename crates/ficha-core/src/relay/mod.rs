@@ -864,6 +864,12 @@ impl<S: RelayStore> Relay<S> {
             };
             out.push(Output::Send(*conn, bytes));
         }
+        self.drop_slow(slow, out);
+    }
+
+    /// Closes sessions that stopped acknowledging live pages (they resume from their
+    /// checkpoints), so one stalled replica never holds the relay's memory.
+    fn drop_slow(&mut self, slow: Vec<ConnId>, out: &mut Vec<Output>) {
         for conn in slow {
             tracing::warn!(
                 conn,

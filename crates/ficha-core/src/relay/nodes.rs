@@ -102,14 +102,7 @@ impl<S: RelayStore> Relay<S> {
                     at.entry(feed.cursor).or_default().push(*conn);
                 }
             }
-            for conn in slow {
-                tracing::warn!(
-                    conn,
-                    "dropping a session that stopped acknowledging live pages"
-                );
-                out.push(Output::Close(conn));
-                self.disconnect(conn);
-            }
+            self.drop_slow(slow, out);
             let mut moved = false;
             for (from, conns) in at {
                 let entries = self
