@@ -50,7 +50,7 @@ pub enum PgError {
     BadSchema(String),
     /// This node signs tokens with another secret than the nodes already on the database.
     #[error(
-        "this relay's signing secret differs from the one the other nodes on this database use: copy the `secret` file of a node's data directory into this node's before starting it"
+        "this relay's signing secret differs from the one the other nodes on this database use: copy `relay.secret` from a node's data directory into this node's before starting it"
     )]
     SecretMismatch,
     /// The store's own runtime could not start.
