@@ -85,8 +85,8 @@ async fn open_store(
     }
 }
 
-/// A random epoch for a database that has none yet.
-fn rand_epoch() -> [u8; 16] {
+/// A random epoch, for a database that has none yet or must get a new one.
+pub fn rand_epoch() -> [u8; 16] {
     *uuid::Uuid::new_v4().as_bytes()
 }
 

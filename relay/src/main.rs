@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let epoch = tokio::task::spawn_blocking(move || {
                 let mut s = PgRelayStore::connect(&url, schema.as_deref(), RelayEpoch([0; 16]))?;
-                let epoch = RelayEpoch(*uuid::Uuid::new_v4().as_bytes());
+                let epoch = RelayEpoch(ficha_relay::rand_epoch());
                 s.rotate_epoch(epoch)?;
                 Ok::<_, ficha_relay::pg::PgError>(epoch)
             })

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use ficha_core::Company;
 use ficha_core::blob::BlobHash;
 
-use super::{PgError, open};
+use super::{Conn, PgError, block_on, open};
 use crate::store::{CompanyCensus, StoreCounts};
 
 /// A connection for the network layer's own reads and blob writes.
@@ -20,22 +20,6 @@ pub struct PgHandle {
     schema: Option<String>,
 }
 
-/// A connection on a runtime of its own.
-struct Conn {
-    /// Always set; taken only by `drop`.
-    rt: Option<tokio::runtime::Runtime>,
-    client: Client,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which tokio forbids on an async worker.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -43,12 +27,8 @@ fn count(v: i64) -> u64 {
 impl PgHandle {
     /// Connects to `url` (tables in `schema`, created by [`super::PgRelayStore::connect`]).
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, PgError> {
-        let (rt, client) = open(url, schema)?;
         Ok(Self {
-            conn: Mutex::new(Conn {
-                rt: Some(rt),
-                client,
-            }),
+            conn: Mutex::new(open(url, schema)?),
             url: url.to_string(),
             schema: schema.map(str::to_string),
         })
@@ -61,17 +41,9 @@ impl PgHandle {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.client.is_closed() {
             // The database dropped the connection (restart, failover): connect again.
-            let (rt, client) = open(&self.url, self.schema.as_deref())?;
-            *guard = Conn {
-                rt: Some(rt),
-                client,
-            };
+            *guard = open(&self.url, self.schema.as_deref())?;
         }
-        let conn = &*guard;
-        match &conn.rt {
-            Some(rt) => rt.block_on(f(&conn.client)),
-            None => unreachable!("invariant: the runtime is taken only when dropped"),
-        }
+        block_on(&guard.rt, f(&guard.client))
     }
 
     /// Documents and changes stored, cluster-wide.

@@ -60,10 +60,7 @@ pub enum PgError {
 
 /// Starts a small runtime of the caller's own and connects on it; `schema`, if given, holds
 /// the tables (created if missing) and is every statement's search path.
-pub(crate) fn open(
-    url: &str,
-    schema: Option<&str>,
-) -> Result<(tokio::runtime::Runtime, Client), PgError> {
+pub(crate) fn open(url: &str, schema: Option<&str>) -> Result<Conn, PgError> {
     if let Some(s) = schema
         && (s.is_empty()
             || s.len() > 48
@@ -98,7 +95,39 @@ pub(crate) fn open(
         }
         Ok::<_, PgError>(client)
     })?;
-    Ok((rt, client))
+    Ok(Conn {
+        rt: Some(rt),
+        client,
+    })
+}
+
+/// A connection on a small runtime of its own: the relay core and the network layer call the
+/// store synchronously, off the async workers, and each call runs its queries to completion.
+pub(crate) struct Conn {
+    /// Always set; taken only by `drop`.
+    pub(crate) rt: Option<tokio::runtime::Runtime>,
+    pub(crate) client: Client,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which tokio forbids on an async worker (where a relay
+        // that shuts down drops its store): let it end in the background instead.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` to completion on a connection's runtime.
+pub(crate) fn block_on<F: std::future::Future>(
+    rt: &Option<tokio::runtime::Runtime>,
+    f: F,
+) -> F::Output {
+    match rt {
+        Some(rt) => rt.block_on(f),
+        None => unreachable!("invariant: the runtime is taken only when the connection is dropped"),
+    }
 }
 
 /// The tables, created if missing (in the connection's schema).

@@ -6,7 +6,7 @@
 //! each call here runs its queries to completion on a small runtime of the store's own.
 
 use automerge::{ActorId, Change, ChangeHash};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Transaction;
 
 use ficha_core::digest::{DocDigests, heads_digest};
 use ficha_core::frame::FeedEntry;
@@ -14,7 +14,7 @@ use ficha_core::mem::advance_heads;
 use ficha_core::relay::{Binding, IngestDoc, LoadedDoc, NewEntry, RelayStore};
 use ficha_core::{Company, DocId, RelayEpoch, ReplicaId, Seq};
 
-use super::{PgError, draw_seqs, seq_of};
+use super::{Conn, PgError, block_on, draw_seqs, seq_of};
 
 /// The tables beyond the feed's, created if missing.
 const STORE_SCHEMA: &str = "
@@ -48,33 +48,13 @@ CREATE TABLE IF NOT EXISTS blob_companies (
 
 /// A relay store on one PostgreSQL database (or one schema of it).
 pub struct PgRelayStore {
-    /// Always set; taken only by `drop`.
-    rt: Option<tokio::runtime::Runtime>,
-    client: Client,
+    conn: Conn,
     epoch: RelayEpoch,
     /// Where ingests notify the other nodes ([`super::notify`]).
     channel: String,
     /// How to connect again after the database restarts or drops the connection.
     url: String,
     schema: Option<String>,
-}
-
-impl Drop for PgRelayStore {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which tokio forbids on an async worker (where a relay
-        // that shuts down drops its store): let it end in the background instead.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Runs `f` to completion on the store's runtime.
-fn block_on<F: std::future::Future>(rt: &Option<tokio::runtime::Runtime>, f: F) -> F::Output {
-    match rt {
-        Some(rt) => rt.block_on(f),
-        None => unreachable!("invariant: the runtime is taken only when the store is dropped"),
-    }
 }
 
 fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
@@ -119,14 +99,19 @@ impl PgRelayStore {
         schema: Option<&str>,
         new_epoch: RelayEpoch,
     ) -> Result<Self, PgError> {
-        let (rt, client) = super::open(url, schema)?;
-        let epoch = rt.block_on(async {
+        let conn = super::open(url, schema)?;
+        let client = &conn.client;
+        let epoch = block_on(&conn.rt, async {
             // Nodes starting together would race to create the same tables, which PostgreSQL
             // answers with a duplicate-key error: one migrates at a time.
-            client.batch_execute("SELECT pg_advisory_lock(7300151)").await?;
-            super::migrate(&client).await?;
+            client
+                .batch_execute("SELECT pg_advisory_lock(7300151)")
+                .await?;
+            super::migrate(client).await?;
             client.batch_execute(STORE_SCHEMA).await?;
-            client.batch_execute("SELECT pg_advisory_unlock(7300151)").await?;
+            client
+                .batch_execute("SELECT pg_advisory_unlock(7300151)")
+                .await?;
             client
                 .execute(
                     "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING",
@@ -143,8 +128,7 @@ impl PgRelayStore {
             Ok::<_, PgError>(RelayEpoch(epoch))
         })?;
         Ok(Self {
-            rt: Some(rt),
-            client,
+            conn,
             epoch,
             channel: super::notify::channel(schema),
             url: url.to_string(),
@@ -156,14 +140,10 @@ impl PgRelayStore {
     /// operator's `pg_terminate_backend`); until then every call fails, and the sessions
     /// they serve end and resume from their checkpoints. True if it reconnected.
     pub fn reconnect_if_closed(&mut self) -> Result<bool, PgError> {
-        if !self.client.is_closed() {
+        if !self.conn.client.is_closed() {
             return Ok(false);
         }
-        let (rt, client) = super::open(&self.url, self.schema.as_deref())?;
-        if let Some(old) = self.rt.replace(rt) {
-            old.shutdown_background();
-        }
-        self.client = client;
+        self.conn = super::open(&self.url, self.schema.as_deref())?;
         Ok(true)
     }
 
@@ -173,8 +153,8 @@ impl PgRelayStore {
     /// with every node stopped (a node reads the epoch when it starts).
     pub fn rotate_epoch(&mut self, epoch: RelayEpoch) -> Result<(), PgError> {
         block_on(
-            &self.rt,
-            self.client.execute(
+            &self.conn.rt,
+            self.conn.client.execute(
                 "UPDATE meta SET value = $1 WHERE key = 'epoch'",
                 &[&epoch.0.as_slice()],
             ),
@@ -187,8 +167,8 @@ impl PgRelayStore {
     /// nothing of it), or refuses a node whose secret differs: its tokens would fail on the
     /// others, and theirs on it.
     pub fn claim_secret(&mut self, fingerprint: [u8; 32]) -> Result<(), PgError> {
-        let client = &self.client;
-        block_on(&self.rt, async {
+        let client = &self.conn.client;
+        block_on(&self.conn.rt, async {
             client
                 .execute(
                     "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
@@ -215,7 +195,7 @@ impl PgRelayStore {
     /// Revokes every token of `name` issued at or before `at` (seconds since the Unix epoch).
     pub fn revoke(&mut self, name: &str, at: u64) -> Result<(), PgError> {
         let at = i64::try_from(at).map_err(|_| PgError::Corrupt("time too large".into()))?;
-        block_on(&self.rt, self.client.execute(
+        block_on(&self.conn.rt, self.conn.client.execute(
             "INSERT INTO revocations (name, at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET at = GREATEST(revocations.at, $2)",
             &[&name, &at],
         ))?;
@@ -345,8 +325,9 @@ impl RelayStore for PgRelayStore {
 
     fn revoked_at(&self, name: &str) -> Result<Option<u64>, PgError> {
         let row = block_on(
-            &self.rt,
-            self.client
+            &self.conn.rt,
+            self.conn
+                .client
                 .query_opt("SELECT at FROM revocations WHERE name = $1", &[&name]),
         )?;
         row.map(|r| {
@@ -357,8 +338,8 @@ impl RelayStore for PgRelayStore {
     }
 
     fn bind_replica(&mut self, name: &str, id: ReplicaId) -> Result<Binding, PgError> {
-        let client = &mut self.client;
-        block_on(&self.rt, async {
+        let client = &mut self.conn.client;
+        block_on(&self.conn.rt, async {
             let txn = client.transaction().await?;
             let bytes = id.0.as_slice();
             txn.execute(
@@ -394,8 +375,8 @@ impl RelayStore for PgRelayStore {
     }
 
     fn bind_actors(&mut self, name: &str, actors: &[ActorId]) -> Result<Option<ActorId>, PgError> {
-        let client = &mut self.client;
-        block_on(&self.rt, async {
+        let client = &mut self.conn.client;
+        block_on(&self.conn.rt, async {
             let txn = client.transaction().await?;
             for a in actors {
                 txn.execute(
@@ -432,7 +413,10 @@ impl RelayStore for PgRelayStore {
         let mut bytes = 0usize;
         let mut from = after;
         loop {
-            let batch = block_on(&self.rt, super::read(&self.client, company, from, 256))?;
+            let batch = block_on(
+                &self.conn.rt,
+                super::read(&self.conn.client, company, from, 256),
+            )?;
             let full = batch.len() < 256;
             for e in batch {
                 // The first entry always goes out, however large, or the feed could never
@@ -452,8 +436,8 @@ impl RelayStore for PgRelayStore {
 
     fn doc_company(&self, doc: &DocId) -> Result<Option<Company>, PgError> {
         let row = block_on(
-            &self.rt,
-            self.client.query_opt(
+            &self.conn.rt,
+            self.conn.client.query_opt(
                 "SELECT company FROM docs WHERE doc = $1",
                 &[&doc.0.as_slice()],
             ),
@@ -467,8 +451,8 @@ impl RelayStore for PgRelayStore {
         origin: ReplicaId,
         docs: Vec<IngestDoc>,
     ) -> Result<Vec<NewEntry>, PgError> {
-        let (client, channel) = (&mut self.client, &self.channel);
-        block_on(&self.rt, async {
+        let (client, channel) = (&mut self.conn.client, &self.channel);
+        block_on(&self.conn.rt, async {
             let txn = client.transaction().await?;
             let mut out = Vec::new();
             for item in docs {
@@ -487,8 +471,8 @@ impl RelayStore for PgRelayStore {
 
     fn parked_count(&self, company: &Company) -> Result<usize, PgError> {
         let row = block_on(
-            &self.rt,
-            self.client.query_opt(
+            &self.conn.rt,
+            self.conn.client.query_opt(
                 "SELECT n FROM parked_count WHERE company = $1",
                 &[&company.as_str()],
             ),
@@ -501,8 +485,8 @@ impl RelayStore for PgRelayStore {
     }
 
     fn doc_digests(&self, company: &Company) -> Result<(Seq, DocDigests), PgError> {
-        let client = &self.client;
-        block_on(&self.rt, async {
+        let client = &self.conn.client;
+        block_on(&self.conn.rt, async {
             // One snapshot: the head and the digests describe the same instant.
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -538,9 +522,9 @@ impl RelayStore for PgRelayStore {
     }
 
     fn load_doc(&self, doc: &DocId) -> Result<Option<LoadedDoc>, PgError> {
-        let client = &self.client;
+        let client = &self.conn.client;
         let id = doc.0.as_slice();
-        block_on(&self.rt, async {
+        block_on(&self.conn.rt, async {
             if client
                 .query_opt("SELECT 1 FROM docs WHERE doc = $1", &[&id])
                 .await?
@@ -574,8 +558,8 @@ impl RelayStore for PgRelayStore {
 
     fn doc_state(&self, doc: &DocId) -> Result<Option<(Vec<ChangeHash>, usize)>, PgError> {
         let row = block_on(
-            &self.rt,
-            self.client.query_opt(
+            &self.conn.rt,
+            self.conn.client.query_opt(
                 "SELECT heads, (SELECT count(*) FROM parked WHERE parked.doc = docs.doc) FROM docs WHERE doc = $1",
                 &[&doc.0.as_slice()],
             ),
@@ -592,8 +576,8 @@ impl RelayStore for PgRelayStore {
 
     fn set_heads(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<(), PgError> {
         block_on(
-            &self.rt,
-            self.client.execute(
+            &self.conn.rt,
+            self.conn.client.execute(
                 "UPDATE docs SET heads = $2 WHERE doc = $1",
                 &[&doc.0.as_slice(), &heads_bytes(heads)],
             ),
